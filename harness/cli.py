@@ -1,0 +1,88 @@
+"""Command-line entry point: `python -m harness <command>`.
+
+Each subcommand parses its arguments here and calls one function of a subpackage; this
+is also the only place that configures logging.
+"""
+
+import argparse
+import logging
+import sys
+
+from rich.console import Console
+from rich.logging import RichHandler
+
+from harness.errors import HarnessError
+
+logger = logging.getLogger("harness")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="harness", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    sweep = commands.add_parser(
+        "sweep", help="run a sweep of points (python -m harness sweep +experiment=prefill_dep8)"
+    )
+    sweep.add_argument("overrides", nargs="*", help="Hydra overrides; a=1,2 sweeps an axis")
+    sweep.add_argument("--dry-run", action="store_true",
+                       help="print the plan and each worker's command, submit nothing")
+    sweep.add_argument("--force", action="store_true", help="measure points again even if done")
+
+    commands.add_parser("sim", help="start the simulated engine (see `harness sim --help`)",
+                        add_help=False)
+
+    collect = commands.add_parser("collect", help="collect result folders into one Parquet table")
+    collect.add_argument("paths", nargs="+", help="results, experiment, sweep or point folders")
+    collect.add_argument("--output", help="Parquet file to write (default: <first path>/results.parquet)")
+
+    solve = commands.add_parser("solve", help="rate-matching: the xPyD split from measured points")
+    solve.add_argument(
+        "args", nargs="*",
+        help="result folders or .parquet tables (default: results_dir), and overrides such as "
+             "bench.slo.ttft_ms=2000 bench.slo.itl_ms=50 solver.gpu_budget=256 workload.isl=8192",
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+
+    # The simulator has its own parser and logging, because it runs as a server process.
+    if argv[:1] == ["sim"]:
+        from harness.sim.server import main as sim_main
+
+        return sim_main(argv[1:])
+
+    args = build_parser().parse_args(argv)
+    # Piped output (CI logs, files) gets wide tables instead of rich's 80-column default.
+    console = Console() if sys.stdout.isatty() else Console(width=200)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(message)s",
+        handlers=[RichHandler(console=console, show_path=False)],
+    )
+    try:
+        return _dispatch(args, console)
+    except HarnessError as error:
+        console.print(f"[red]error:[/red] {error}", soft_wrap=True, highlight=False)
+        return 2
+    except KeyboardInterrupt:
+        console.print("interrupted; finished points and levels are kept on disk")
+        return 130
+
+
+def _dispatch(args: argparse.Namespace, console: Console) -> int:
+    if args.command == "sweep":
+        from harness.launch.sweep import sweep_command
+
+        return sweep_command(args.overrides, dry_run=args.dry_run, force=args.force, console=console)
+    if args.command == "collect":
+        from harness.results.collect import collect_command
+
+        return collect_command(args.paths, args.output)
+    if args.command == "solve":
+        from harness.solver.command import solve_command
+
+        return solve_command(args.args, console)
+    raise AssertionError(f"unhandled command {args.command}")

@@ -1,0 +1,195 @@
+"""Structured config schema: every option with its type, unit and default.
+
+Hydra merges the YAML files of conf/ onto these dataclasses, so a key that is not
+declared here, or a value of the wrong type, is an error before anything starts.
+"""
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Dict, List, Optional
+
+
+class ExecutorKind(str, Enum):
+    local = "local"
+    slurm = "slurm"
+
+
+class ModeName(str, Enum):
+    aggregated = "aggregated"
+    prefill = "prefill"
+    decode = "decode"
+    disagg = "disagg"
+
+
+class EndpointKind(str, Enum):
+    completions = "completions"
+    chat = "chat"
+
+
+@dataclass
+class ContainerConfig:
+    image: Optional[str] = None
+    mounts: List[str] = field(default_factory=list)
+
+
+@dataclass
+class ClusterConfig:
+    executor: ExecutorKind = ExecutorKind.local
+    gpus_per_node: int = 8
+    partition: Optional[str] = None
+    account: Optional[str] = None
+    qos: Optional[str] = None
+    time_limit_min: int = 60
+    cpus_per_task: Optional[int] = None
+    mem_gb: Optional[int] = None
+    container: ContainerConfig = field(default_factory=ContainerConfig)
+    # Extra sbatch parameters passed to submitit as slurm_additional_parameters.
+    sbatch_extra: Dict[str, Any] = field(default_factory=dict)
+    srun_extra: List[str] = field(default_factory=list)
+    # Shell commands run before each engine process starts (module loads, exports).
+    setup: List[str] = field(default_factory=list)
+    array_parallelism: int = 16
+
+
+@dataclass
+class ReadinessConfig:
+    health_path: str = "/health"
+    models_path: str = "/v1/models"
+    timeout_s: float = 600.0
+    poll_interval_s: float = 0.5
+
+
+@dataclass
+class MetricNames:
+    """Prometheus metric names that the engine exports, null where it has none."""
+
+    queue_depth: Optional[str] = None
+    running_requests: Optional[str] = None
+    kv_usage: Optional[str] = None
+    prompt_tokens_total: Optional[str] = None
+    generation_tokens_total: Optional[str] = None
+
+
+@dataclass
+class SimProfile:
+    """Step-time model of the simulated engine (see harness/sim/model.py).
+
+    A step runs up to chunked_prefill_size prefill tokens plus one decode token for each
+    running request, and lasts
+    step_overhead_us + prefill_us_per_token * prefill tokens
+    + decode_us_per_seq * decode sequences + context_us_per_token * context tokens.
+    """
+
+    step_overhead_us: float = 2000.0
+    prefill_us_per_token: float = 1.0
+    decode_us_per_seq: float = 100.0
+    context_us_per_token: float = 0.01
+    kv_capacity_tokens: int = 1_000_000
+
+
+@dataclass
+class EngineConfig:
+    name: str = "sim"
+    # Jinja template under templates/ that renders one worker's argv, one argument a line.
+    template: str = "sim.j2"
+    # Engine flag name -> value; true renders a bare flag, false or null omits it.
+    args: Dict[str, Any] = field(default_factory=dict)
+    env: Dict[str, str] = field(default_factory=dict)
+    readiness: ReadinessConfig = field(default_factory=ReadinessConfig)
+    metrics: MetricNames = field(default_factory=MetricNames)
+    sim: Optional[SimProfile] = None
+
+
+@dataclass
+class ModelConfig:
+    path: str = "tiny"
+    served_name: str = "tiny"
+    tokenizer: Optional[str] = None
+    context_length: int = 4096
+    vocab_size: int = 32000
+    kv_bytes_per_token: int = 0
+
+
+@dataclass
+class ParallelismConfig:
+    """Engine-neutral parallelism of one worker; GPUs per worker = tp * dp * pp.
+
+    DEP8 is dp=8 with dp_attention and ep=8; TEP8 is tp=8 with ep=8.
+    """
+
+    tp: int = 1
+    dp: int = 1
+    ep: int = 1
+    pp: int = 1
+    dp_attention: bool = False
+
+
+@dataclass
+class ModeConfig:
+    name: ModeName = ModeName.aggregated
+    # Isolated prefill runs use a tiny OSL and isolated decode runs a short ISL; null
+    # keeps the workload's value.
+    isl: Optional[int] = None
+    osl: Optional[int] = None
+    prefill_workers: int = 1
+    decode_workers: int = 1
+
+
+@dataclass
+class WorkloadConfig:
+    isl: int = 1024
+    osl: int = 1024
+    endpoint: EndpointKind = EndpointKind.completions
+
+
+@dataclass
+class SLOConfig:
+    ttft_ms: Optional[float] = None
+    itl_ms: Optional[float] = None
+    # Percentile at which ttft_ms and itl_ms must hold, one of 50, 90, 95, 99.
+    percentile: int = 90
+
+
+@dataclass
+class BenchConfig:
+    concurrency: List[int] = field(default_factory=lambda: [1, 4, 16])
+    # Requests/s for open-loop levels; null runs closed-loop concurrency levels.
+    request_rate: Optional[List[float]] = None
+    requests_per_level: int = 64
+    warmup_requests: int = 4
+    timeout_s: float = 600.0
+    seed: int = 0
+    slo: SLOConfig = field(default_factory=SLOConfig)
+
+
+@dataclass
+class EndpointConfig:
+    """A server that is already running, for `harness bench`."""
+
+    url: Optional[str] = None
+    model: Optional[str] = None
+    # Name of the environment variable that holds the API key; the key itself is never stored.
+    api_key_env: Optional[str] = None
+
+
+@dataclass
+class SolverConfig:
+    gpu_budget: int = 512
+    # Show at most this many xPyD options, best first.
+    max_options: int = 10
+
+
+@dataclass
+class HarnessConfig:
+    results_dir: str = "results"
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    parallelism: ParallelismConfig = field(default_factory=ParallelismConfig)
+    mode: ModeConfig = field(default_factory=ModeConfig)
+    workload: WorkloadConfig = field(default_factory=WorkloadConfig)
+    bench: BenchConfig = field(default_factory=BenchConfig)
+    endpoint: EndpointConfig = field(default_factory=EndpointConfig)
+    solver: SolverConfig = field(default_factory=SolverConfig)
+    # Sweep axes: a config key or group name -> the values to sweep.
+    sweep: Dict[str, List[Any]] = field(default_factory=dict)

@@ -1,0 +1,84 @@
+"""Checks across keys that the schema's types cannot express."""
+
+from omegaconf import DictConfig
+
+from harness.config.derived import effective_lengths
+from harness.config.schema import ModeName
+from harness.errors import ConfigError
+
+
+def validate_config(cfg: DictConfig) -> None:
+    """Raise ConfigError naming the first invalid value and how to fix it."""
+    _validate_parallelism(cfg)
+    _validate_workload(cfg)
+    _validate_bench(cfg)
+
+    if cfg.mode.name == ModeName.disagg:
+        raise ConfigError(
+            "mode=disagg is not supported yet: run the isolated modes (mode=prefill, "
+            "mode=decode) or mode=aggregated"
+        )
+
+
+def _validate_parallelism(cfg: DictConfig) -> None:
+    par = cfg.parallelism
+    for key in ("tp", "dp", "ep", "pp"):
+        if par[key] < 1:
+            raise ConfigError(f"parallelism.{key}={par[key]} is invalid: it must be >= 1")
+
+    # Experts are sharded over the attention ranks of one worker, so EP must divide them.
+    ranks = par.tp * par.dp
+    if ranks % par.ep != 0:
+        raise ConfigError(
+            f"parallelism.ep={par.ep} does not divide tp*dp={ranks}: choose ep among "
+            f"the divisors of {ranks}"
+        )
+    if par.dp_attention and par.dp < 2:
+        raise ConfigError(
+            f"parallelism.dp_attention=true needs parallelism.dp >= 2, got dp={par.dp}"
+        )
+
+
+def _validate_workload(cfg: DictConfig) -> None:
+    for key in ("isl", "osl"):
+        value = cfg.workload[key]
+        if value < 1:
+            raise ConfigError(f"workload.{key}={value} is invalid: it must be >= 1 token")
+        mode_value = cfg.mode[key]
+        if mode_value is not None and mode_value < 1:
+            raise ConfigError(f"mode.{key}={mode_value} is invalid: it must be >= 1 token")
+
+    isl, osl = effective_lengths(cfg)
+    if isl + osl > cfg.model.context_length:
+        raise ConfigError(
+            f"ISL {isl} + OSL {osl} exceeds model.context_length={cfg.model.context_length}: "
+            "shorten the workload or raise model.context_length"
+        )
+
+
+def _validate_bench(cfg: DictConfig) -> None:
+    bench = cfg.bench
+    if bench.request_rate is not None:
+        raise ConfigError(
+            "bench.request_rate is not supported yet: set bench.request_rate=null and use "
+            "closed-loop bench.concurrency levels"
+        )
+    if len(bench.concurrency) == 0:
+        raise ConfigError("bench.concurrency is empty: give at least one level, e.g. [1,4,16]")
+    for concurrency in bench.concurrency:
+        if concurrency < 1:
+            raise ConfigError(f"bench.concurrency contains {concurrency}: levels must be >= 1")
+    if bench.requests_per_level < 1:
+        raise ConfigError(
+            f"bench.requests_per_level={bench.requests_per_level} is invalid: it must be >= 1"
+        )
+    if bench.warmup_requests < 0:
+        raise ConfigError(
+            f"bench.warmup_requests={bench.warmup_requests} is invalid: it must be >= 0"
+        )
+    if bench.timeout_s <= 0:
+        raise ConfigError(f"bench.timeout_s={bench.timeout_s} is invalid: it must be > 0")
+    if bench.slo.percentile not in (50, 90, 95, 99):
+        raise ConfigError(
+            f"bench.slo.percentile={bench.slo.percentile} is invalid: use 50, 90, 95 or 99"
+        )

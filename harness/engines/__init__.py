@@ -1,0 +1,1 @@
+"""Engine launch commands rendered from the Jinja templates in templates/."""

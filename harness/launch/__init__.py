@@ -1,0 +1,1 @@
+"""Launching sweeps: planning points, sizing allocations, submitting and running jobs."""

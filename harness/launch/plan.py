@@ -1,0 +1,106 @@
+"""Expand a sweep into points: the Cartesian product of its axes, each with a stable id.
+
+Axes come from the experiment's `sweep:` block and from command-line sweep overrides
+(`a=1,2`); a command-line axis replaces an experiment axis of the same key, and a
+single-value command-line override pins that axis.
+"""
+
+import hashlib
+import itertools
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from harness.config.compose import ComposedConfig, compose_config
+from harness.config.overrides import format_value, override_key, parse_overrides
+from harness.launch.topology import Topology, build_topology
+
+logger = logging.getLogger(__name__)
+
+# Config sections that change what a point measures; cluster, results_dir, endpoint,
+# solver and the SLOs only change where it runs or how it is judged.
+_MEASURED_SECTIONS = ("engine", "model", "parallelism", "mode", "workload", "bench")
+_UNMEASURED_KEYS = {"engine": ("readiness",), "bench": ("slo",)}
+
+
+@dataclass(frozen=True)
+class Point:
+    point_id: str
+    # Axis -> the value that this point takes, as override text.
+    swept: dict[str, str]
+    overrides: tuple[str, ...]
+    composed: ComposedConfig
+    topology: Topology
+
+    @property
+    def cfg(self) -> DictConfig:
+        return self.composed.cfg
+
+
+@dataclass(frozen=True)
+class SweepPlan:
+    experiment: str
+    overrides: tuple[str, ...]
+    axes: dict[str, list[str]]
+    points: tuple[Point, ...]
+
+
+def point_id(cfg: DictConfig) -> str:
+    """Hash the measurement-relevant keys of a resolved config into a 10-hex-digit id."""
+    measured: dict[str, Any] = {}
+    for section in _MEASURED_SECTIONS:
+        values = OmegaConf.to_container(cfg[section], resolve=True, enum_to_str=True)
+        for key in _UNMEASURED_KEYS.get(section, ()):
+            values.pop(key, None)
+        measured[section] = values
+    text = json.dumps(measured, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:10]
+
+
+def plan_sweep(overrides: list[str]) -> SweepPlan:
+    """Compose every point of the sweep; any invalid point fails the whole plan."""
+    parsed = parse_overrides(overrides)
+    base = compose_config(parsed.fixed)
+
+    pinned = {override_key(item) for item in parsed.fixed}
+    axes: dict[str, list[str]] = {}
+    for key, values in base.cfg.sweep.items():
+        if override_key(key) in pinned:
+            logger.info("sweep axis %s is pinned by a command-line override", key)
+            continue
+        axes[key] = [format_value(value) for value in OmegaConf.to_container(values)]
+    for key, values in parsed.axes.items():
+        axes.pop(override_key(key), None)
+        axes[key] = values
+
+    points: list[Point] = []
+    seen: dict[str, Point] = {}
+    for combination in itertools.product(*axes.values()):
+        swept = dict(zip(axes.keys(), combination))
+        point_overrides = tuple(f"{key}={value}" for key, value in swept.items())
+        composed = compose_config(parsed.fixed + list(point_overrides))
+        point = Point(
+            point_id=point_id(composed.cfg),
+            swept=swept,
+            overrides=point_overrides,
+            composed=composed,
+            topology=build_topology(composed.cfg),
+        )
+        if point.point_id in seen:
+            logger.warning(
+                "points %s and %s have the same measured config (id %s); keeping one",
+                seen[point.point_id].swept, swept, point.point_id,
+            )
+            continue
+        seen[point.point_id] = point
+        points.append(point)
+
+    return SweepPlan(
+        experiment=base.experiment,
+        overrides=tuple(overrides),
+        axes=axes,
+        points=tuple(points),
+    )

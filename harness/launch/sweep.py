@@ -1,0 +1,86 @@
+"""The `harness sweep` command: plan, print, skip measured points, submit, summarize."""
+
+import logging
+import shlex
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from harness.config.derived import effective_lengths
+from harness.engines.render import render_worker
+from harness.launch.plan import Point, SweepPlan, plan_sweep
+from harness.launch.submit import find_measured, new_sweep_dir, run_points, write_sweep_files
+from harness.launch.topology import gpus_per_worker
+
+logger = logging.getLogger(__name__)
+
+
+def sweep_command(overrides: list[str], dry_run: bool, force: bool, console: Console) -> int:
+    """Run a sweep; return 0 when every point is done or skipped, 1 when one failed."""
+    plan = plan_sweep(overrides)
+    console.print(plan_table(plan))
+
+    if dry_run:
+        for point in plan.points:
+            console.print(f"[bold]{point.point_id}[/bold] {_describe(point.swept)}")
+            for worker in point.topology.workers:
+                command = render_worker(point.cfg, worker, host="127.0.0.1", port="<port>")
+                console.print(f"  {worker.name}: {shlex.join(command.argv)}", soft_wrap=True)
+        console.print("dry run: nothing submitted")
+        return 0
+
+    results_dir = Path(plan.points[0].cfg.results_dir) if plan.points else Path("results")
+    to_run: list[Point] = []
+    for point in plan.points:
+        measured = None if force else find_measured(results_dir, plan.experiment, point.point_id)
+        if measured is not None:
+            console.print(f"skip {point.point_id}: already measured in {measured} (--force measures it again)")
+        else:
+            to_run.append(point)
+    if not to_run:
+        console.print("every point is already measured; nothing to run")
+        return 0
+
+    sweep_dir = new_sweep_dir(results_dir, plan.experiment)
+    write_sweep_files(sweep_dir, plan, to_run)
+    logger.info("sweep %s: %d points to run in %s", plan.experiment, len(to_run), sweep_dir)
+    outcomes = run_points(sweep_dir, to_run, console)
+
+    table = Table(title=f"sweep {plan.experiment}: {sweep_dir}")
+    for column in ("point", "state", "error"):
+        table.add_column(column, overflow="fold")
+    for outcome in outcomes:
+        table.add_row(outcome.point.point_id, outcome.state, outcome.error or "")
+    console.print(table)
+    console.print(f"results: {sweep_dir}\nnext: python -m harness collect {sweep_dir}")
+    return 0 if all(outcome.state == "done" for outcome in outcomes) else 1
+
+
+def plan_table(plan: SweepPlan) -> Table:
+    table = Table(title=f"plan: {plan.experiment}, {len(plan.points)} points")
+    table.add_column("point")
+    for axis in plan.axes:
+        table.add_column(axis.lstrip("+"))
+    for column in ("mode", "parallelism", "ISL", "OSL", "workers", "GPUs/worker", "GPUs", "nodes"):
+        table.add_column(column, justify="right")
+    for point in plan.points:
+        cfg = point.cfg
+        isl, osl = effective_lengths(cfg)
+        table.add_row(
+            point.point_id,
+            *[point.swept[axis] for axis in plan.axes],
+            cfg.mode.name.value,
+            point.composed.choices.get("parallelism", "custom"),
+            str(isl),
+            str(osl),
+            str(len(point.topology.workers)),
+            str(gpus_per_worker(cfg.parallelism)),
+            str(point.topology.num_gpus),
+            str(point.topology.num_nodes),
+        )
+    return table
+
+
+def _describe(swept: dict[str, str]) -> str:
+    return " ".join(f"{key}={value}" for key, value in swept.items())
