@@ -105,3 +105,22 @@ def test_collect_builds_one_table(sweep_run, tmp_path):
     assert sorted(table["engine.args.chunked_prefill_size"].unique()) == [4096, 8192]
     assert set(table["mode.name"]) == {"prefill"}
     assert (table["input_throughput_tps"] > 0).all()
+
+
+def test_failed_point_reported_and_others_measured(tmp_path):
+    # chunked_prefill_size=0 makes the simulator exit at start-up; 4096 is a valid point.
+    sweep = run_harness(
+        "sweep", "+experiment=prefill_dep8", f"results_dir={tmp_path}",
+        "engine.args.chunked_prefill_size=0,4096",
+        "bench.concurrency=[2]", "bench.requests_per_level=4", "bench.warmup_requests=0",
+    )
+
+    assert sweep.returncode == 1, sweep.stdout + sweep.stderr
+    assert "exited with code 2 during start-up" in sweep.stdout
+    assert "must be an integer >= 1, got '0'" in sweep.stdout
+
+    statuses = {
+        json.loads(path.read_text())["state"]
+        for path in tmp_path.glob("prefill_dep8/*/*/status.json")
+    }
+    assert statuses == {"done", "failed"}

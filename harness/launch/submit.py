@@ -87,13 +87,16 @@ def run_points(sweep_dir: Path, points: list[Point], console: Console) -> list[P
     with Progress(*columns, console=console, transient=False) as progress:
         overall = progress.add_task("points", total=len(points))
         tasks = {
-            point.point_id: progress.add_task(f"  {point.point_id} levels", total=len(point.cfg.bench.concurrency))
+            point.point_id: progress.add_task(
+                f"  {point.point_id} pending", total=len(point.cfg.bench.concurrency), start=False
+            )
             for point in points
         }
 
         def refresh(point: Point) -> None:
             status = _read_status_quietly(PointPaths(sweep_dir / point.point_id))
-            if status is not None:
+            if status is not None and status.state != PointState.pending:
+                progress.start_task(tasks[point.point_id])
                 label = f"  {point.point_id} {status.state.value}"
                 progress.update(tasks[point.point_id], completed=len(status.levels_done), description=label)
 

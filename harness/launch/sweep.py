@@ -12,6 +12,8 @@ from harness.engines.render import render_worker
 from harness.launch.plan import Point, SweepPlan, plan_sweep
 from harness.launch.submit import find_measured, new_sweep_dir, run_points, write_sweep_files
 from harness.launch.topology import gpus_per_worker
+from harness.results.collect import collect
+from harness.results.table import print_results_table
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +55,8 @@ def sweep_command(overrides: list[str], dry_run: bool, force: bool, console: Con
     for outcome in outcomes:
         table.add_row(outcome.point.point_id, outcome.state, outcome.error or "")
     console.print(table)
+    if any(outcome.state == "done" for outcome in outcomes):
+        print_results_table(collect([sweep_dir]), console)
     console.print(f"results: {sweep_dir}\nnext: python -m harness collect {sweep_dir}")
     return 0 if all(outcome.state == "done" for outcome in outcomes) else 1
 

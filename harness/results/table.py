@@ -12,12 +12,16 @@ SWEPT_PREFIXES = ("engine.name", "engine.args.", "model.path", "workload.")
 
 
 def parallelism_label(tp: int, dp: int, ep: int, pp: int, dp_attention: bool) -> str:
-    """Name a parallelism by its sizes above 1, e.g. "dp8 ep8 dpa" for DEP8, "tp1" for one GPU."""
-    sizes = (("tp", tp), ("dp", dp), ("ep", ep), ("pp", pp))
-    parts = [f"{name}{size}" for name, size in sizes if size > 1]
-    if dp_attention:
-        parts.append("dpa")
-    return " ".join(parts) or "tp1"
+    """Name a parallelism as the field does: DEP8, TEP8, TP8, or its sizes ("TP2 DP4-attn EP8")."""
+    if pp == 1 and tp == 1 and dp > 1 and dp_attention and ep == dp:
+        return f"DEP{dp}"
+    if pp == 1 and dp == 1 and tp > 1 and ep == tp:
+        return f"TEP{tp}"
+    parts = [f"TP{tp}"] if tp > 1 or dp == ep == pp == 1 else []
+    if dp > 1:
+        parts.append(f"DP{dp}-attn" if dp_attention else f"DP{dp}")
+    parts.extend(f"{name}{size}" for name, size in (("EP", ep), ("PP", pp)) if size > 1)
+    return " ".join(parts)
 
 
 def row_parallelism_label(row: pd.Series) -> str:
