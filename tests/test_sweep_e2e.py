@@ -34,7 +34,7 @@ def sweep_run(tmp_path_factory):
     results = tmp_path_factory.mktemp("results")
     overrides = [
         "+experiment=prefill_dep8", f"results_dir={results}",
-        "bench.concurrency=[1,4]", "bench.requests_per_level=8", "bench.warmup_requests=1",
+        "bench.concurrency=[1,4]", "bench.requests_per_level=12", "bench.warmup_requests=1",
     ]
     first = run_harness("sweep", *overrides)
     return results, overrides, first
@@ -69,13 +69,13 @@ def test_sweep_writes_every_file(sweep_run):
             summary = json.loads((point_dir / "levels" / level / "summary.json").read_text())
             assert SUMMARY_KEYS <= set(summary)
             assert set(summary["ttft_ms"]) == STATS_KEYS
-            assert summary["completed"] == 8
+            assert summary["completed"] == 12
             assert summary["failed"] == 0
             assert summary["valid"] is True
 
             requests = pd.read_parquet(point_dir / "levels" / level / "requests.parquet")
-            # 8 measured requests plus 1 warmup request, each with OSL 5 from usage.
-            assert len(requests) == 9
+            # 12 measured requests plus 1 warmup request, each with OSL 5 from usage.
+            assert len(requests) == 13
             assert int(requests["warmup"].sum()) == 1
             assert set(requests["usage_completion_tokens"]) == {5}
             assert set(requests["usage_prompt_tokens"]) == {8192}
@@ -112,7 +112,7 @@ def test_failed_point_reported_and_others_measured(tmp_path):
     sweep = run_harness(
         "sweep", "+experiment=prefill_dep8", f"results_dir={tmp_path}",
         "engine.args.chunked_prefill_size=0,4096",
-        "bench.concurrency=[2]", "bench.requests_per_level=4", "bench.warmup_requests=0",
+        "bench.concurrency=[2]", "bench.requests_per_level=6", "bench.warmup_requests=0",
     )
 
     assert sweep.returncode == 1, sweep.stdout + sweep.stderr

@@ -26,6 +26,11 @@ class EndpointKind(str, Enum):
     chat = "chat"
 
 
+class ArrivalKind(str, Enum):
+    poisson = "poisson"
+    gamma = "gamma"
+
+
 @dataclass
 class ContainerConfig:
     image: Optional[str] = None
@@ -151,15 +156,42 @@ class SLOConfig:
 
 
 @dataclass
+class ValidityConfig:
+    """Thresholds above which a load level is flagged invalid (summary valid: false)."""
+
+    max_error_rate: float = 0.05
+    # Share of successful requests whose server-reported ISL or OSL differs from the target.
+    max_mismatch_rate: float = 0.01
+    # p99 of (actual send - scheduled send) for open-loop levels.
+    max_send_lag_ms: float = 10.0
+    # p99 of the client's event-loop lag; above it the client was saturated.
+    max_loop_lag_ms: float = 20.0
+
+
+@dataclass
 class BenchConfig:
     concurrency: List[int] = field(default_factory=lambda: [1, 4, 16])
     # Requests/s for open-loop levels; null runs closed-loop concurrency levels.
     request_rate: Optional[List[float]] = None
+    # Inter-arrival times of open-loop levels: poisson, or gamma with shape `burstiness`
+    # (below 1 burstier than Poisson, above 1 more regular, 1 equals Poisson).
+    arrival: ArrivalKind = ArrivalKind.poisson
+    burstiness: float = 1.0
+    # Cap on requests in flight for open-loop levels; null sends on schedule whatever is in flight.
+    max_concurrency: Optional[int] = None
     requests_per_level: int = 64
+    # A level needs requests_per_level >= this x its concurrency (or max_concurrency), so
+    # that C requests stay in flight for most of it rather than only ramping up and down.
+    min_requests_per_concurrency: int = 3
     warmup_requests: int = 4
+    # Per-request limits: until the first token, and for the whole request.
+    ttft_timeout_s: Optional[float] = None
     timeout_s: float = 600.0
+    # Load generator processes per level; null picks a count from the load and the CPUs.
+    client_processes: Optional[int] = None
     seed: int = 0
     slo: SLOConfig = field(default_factory=SLOConfig)
+    validity: ValidityConfig = field(default_factory=ValidityConfig)
 
 
 @dataclass
@@ -182,6 +214,8 @@ class SolverConfig:
 @dataclass
 class HarnessConfig:
     results_dir: str = "results"
+    # Folder that `harness bench` writes its levels into.
+    output_dir: Optional[str] = None
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     engine: EngineConfig = field(default_factory=EngineConfig)
     model: ModelConfig = field(default_factory=ModelConfig)

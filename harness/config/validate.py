@@ -59,25 +59,49 @@ def _validate_workload(cfg: DictConfig) -> None:
 def _validate_bench(cfg: DictConfig) -> None:
     bench = cfg.bench
     if bench.request_rate is not None:
-        raise ConfigError(
-            "bench.request_rate is not supported yet: set bench.request_rate=null and use "
-            "closed-loop bench.concurrency levels"
-        )
-    if len(bench.concurrency) == 0:
-        raise ConfigError("bench.concurrency is empty: give at least one level, e.g. [1,4,16]")
-    for concurrency in bench.concurrency:
+        if len(bench.request_rate) == 0:
+            raise ConfigError("bench.request_rate is empty: give rates in requests/s, or null")
+        for rate in bench.request_rate:
+            if not rate > 0:
+                raise ConfigError(f"bench.request_rate contains {rate}: rates must be > 0 requests/s")
+        if bench.burstiness <= 0:
+            raise ConfigError(f"bench.burstiness={bench.burstiness} is invalid: it must be > 0")
+        caps = [bench.max_concurrency] if bench.max_concurrency is not None else []
+    else:
+        if len(bench.concurrency) == 0:
+            raise ConfigError("bench.concurrency is empty: give at least one level, e.g. [1,4,16]")
+        caps = list(bench.concurrency)
+
+    for concurrency in caps:
         if concurrency < 1:
-            raise ConfigError(f"bench.concurrency contains {concurrency}: levels must be >= 1")
+            raise ConfigError(f"concurrency {concurrency} is invalid: levels and caps must be >= 1")
     if bench.requests_per_level < 1:
         raise ConfigError(
             f"bench.requests_per_level={bench.requests_per_level} is invalid: it must be >= 1"
         )
+    if caps:
+        needed = bench.min_requests_per_concurrency * max(caps)
+        if bench.requests_per_level < needed:
+            raise ConfigError(
+                f"bench.requests_per_level={bench.requests_per_level} is too small for "
+                f"concurrency {max(caps)}: a level needs at least "
+                f"{bench.min_requests_per_concurrency} x {max(caps)} = {needed} requests so that "
+                f"{max(caps)} stay in flight for most of it; raise bench.requests_per_level or "
+                "lower bench.min_requests_per_concurrency"
+            )
     if bench.warmup_requests < 0:
         raise ConfigError(
             f"bench.warmup_requests={bench.warmup_requests} is invalid: it must be >= 0"
         )
-    if bench.timeout_s <= 0:
-        raise ConfigError(f"bench.timeout_s={bench.timeout_s} is invalid: it must be > 0")
+    for key in ("timeout_s", "ttft_timeout_s"):
+        value = bench[key]
+        if value is not None and value <= 0:
+            raise ConfigError(f"bench.{key}={value} is invalid: it must be > 0 seconds")
+    if bench.client_processes is not None and bench.client_processes < 1:
+        raise ConfigError(
+            f"bench.client_processes={bench.client_processes} is invalid: use >= 1, or null "
+            "to choose automatically"
+        )
     if bench.slo.percentile not in (50, 90, 95, 99):
         raise ConfigError(
             f"bench.slo.percentile={bench.slo.percentile} is invalid: use 50, 90, 95 or 99"
