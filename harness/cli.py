@@ -15,6 +15,27 @@ from harness.errors import HarnessError
 
 logger = logging.getLogger("harness")
 
+BENCH_EPILOG = """\
+required keys:
+  endpoint.url=URL          base URL of the OpenAI-compatible server, e.g. http://127.0.0.1:8000
+  endpoint.model=NAME       served model name, as listed by GET /v1/models
+  output_dir=DIR            folder for config.yaml, levels/, summary.parquet, server_metrics.parquet
+
+common keys:
+  workload.isl=N workload.osl=M     input and output tokens per request
+  bench.concurrency=[1,4,16]        closed-loop levels
+  bench.request_rate=[2.0,4.0]      open-loop levels in requests/s instead (bench.max_concurrency caps them)
+  bench.requests_per_level=K        measured requests per level, after bench.warmup_requests
+  engine=NAME                       engine config whose Prometheus metric names are sampled
+  parallelism=NAME                  the server's parallelism, which gives the GPU count for per-GPU figures
+  endpoint.api_key_env=VAR          environment variable that contains the API key (the key is never written)
+
+example:
+  python -m harness bench endpoint.url=http://127.0.0.1:8000 endpoint.model=tiny \\
+      workload.isl=1024 workload.osl=128 'bench.concurrency=[1,8,32]' bench.requests_per_level=96 \\
+      output_dir=bench/tiny
+"""
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="harness", description=__doc__.splitlines()[0])
@@ -28,6 +49,19 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--dry-run", action="store_true",
                        help="print the plan and each worker's command, submit nothing")
     sweep.add_argument("--force", action="store_true", help="measure points again even if done")
+
+    bench = commands.add_parser(
+        "bench",
+        help="measure load levels against a server that is already running",
+        description="Measure load levels against a server that is already running, and write "
+                    "each level's requests and summary, a summary table and the server's "
+                    "/metrics time series to output_dir.",
+        epilog=BENCH_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    bench.add_argument("overrides", nargs="*", help="config overrides (key=value); see the required keys below")
+    bench.add_argument("--force", action="store_true",
+                       help="measure levels again even if their summary.json exists in output_dir")
 
     commands.add_parser("sim", help="start the simulated engine (see `harness sim --help`)",
                         add_help=False)
@@ -77,6 +111,10 @@ def _dispatch(args: argparse.Namespace, console: Console) -> int:
         from harness.launch.sweep import sweep_command
 
         return sweep_command(args.overrides, dry_run=args.dry_run, force=args.force, console=console)
+    if args.command == "bench":
+        from harness.loadgen.command import bench_command
+
+        return bench_command(args.overrides, force=args.force, console=console)
     if args.command == "collect":
         from harness.results.collect import collect_command
 

@@ -1,4 +1,4 @@
-"""Tests of harness.loadgen.metrics with hand-made records and integer ns timestamps.
+"""Tests of harness.loadgen.metrics and summary with hand-made records and integer ns timestamps.
 
 Times are written as BASE_NS + milliseconds * MS so that the arithmetic in the comments
 reads in ms. BASE_NS stands for an arbitrary perf_counter origin.
@@ -7,15 +7,19 @@ reads in ms. BASE_NS stands for an arbitrary perf_counter origin.
 import pytest
 
 from harness.loadgen.metrics import (
+    e2e_from_scheduled_ns,
+    isl_delta,
     itl_samples_ns,
     mean_itl_ns,
     meets_slo,
+    osl_delta,
     output_tokens,
-    summarize_level,
+    send_lag_ns,
     tpot_ns,
     ttft_ns,
 )
 from harness.loadgen.records import RequestRecord
+from harness.loadgen.summary import summarize_level
 
 MS = 1_000_000
 BASE_NS = 5_000_000_000
@@ -276,3 +280,32 @@ def test_meets_slo_single_event_passes_itl():
 
 def test_meets_slo_failed_never():
     assert meets_slo(C, slo_ttft_ms=None, slo_itl_ms=None) is False
+
+
+def test_send_lag_actual_minus_scheduled():
+    record = make_record(9, 5, [10], [6], 11)
+    record.scheduled_perf_ns = BASE_NS + 2 * MS
+
+    # sent at 5 ms, due at 2 ms
+    assert send_lag_ns(record) == 3 * MS
+
+
+def test_e2e_from_scheduled_adds_send_lag():
+    record = make_record(9, 5, [10, 12], [3, 3], 13)
+    record.scheduled_perf_ns = BASE_NS + 2 * MS
+
+    # last token 12 ms - scheduled 2 ms
+    assert e2e_from_scheduled_ns(record) == 10 * MS
+
+
+def test_deltas_against_targets():
+    short = make_record(4, 0, [10, 12], [1, 4], 13, usage=(98, 5))
+
+    # usage 98 - target 100; usage 5 - target 6
+    assert isl_delta(short) == -2
+    assert osl_delta(short) == -1
+
+
+def test_deltas_none_for_failed():
+    assert isl_delta(C) is None
+    assert osl_delta(C) is None

@@ -13,6 +13,7 @@ from harness.loadgen.records import (
     read_records_parquet,
     records_from_frame,
     records_to_frame,
+    records_to_table,
     write_records_parquet,
 )
 
@@ -147,3 +148,23 @@ def test_body_chat_fields():
 def test_body_rejects_unknown_endpoint():
     with pytest.raises(ValueError, match="'embeddings'"):
         build_request_body("embeddings", "tiny", 0, 16, 5, 1000, (0, 1))
+
+
+def test_frame_derived_columns():
+    frame = records_to_frame(RECORDS)
+
+    # record 0: sent at 110, due at 100; usage 10 and 3 equal the targets
+    assert frame["send_lag_ns"].tolist() == [10, 10]
+    assert frame["osl_delta"].tolist()[0] == 0
+    assert frame["osl_mismatch"].tolist()[0] is False
+    # record 1 failed, so it has no deltas
+    assert frame["isl_delta"].isna().tolist() == [False, True]
+
+
+def test_read_records_without_client_process(tmp_path):
+    # A file written before the client_process column existed.
+    path = tmp_path / "requests.parquet"
+    table = records_to_table(RECORDS).drop(["client_process"])
+    pq.write_table(table, path)
+
+    assert [record.client_process for record in read_records_parquet(path)] == [0, 0]

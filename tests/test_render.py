@@ -39,7 +39,7 @@ def test_sim_argv_exact():
         sys.executable, "-m", "harness", "sim",
         "--host", "127.0.0.1", "--port", "8123",
         "--model-name", "tiny", "--context-length", "16384",
-        "--step-overhead-us", "5000.0", "--prefill-us-per-token", "10.0",
+        "--step-overhead-us", "2000.0", "--prefill-us-per-token", "10.0",
         "--decode-us-per-seq", "20.0", "--context-us-per-token", "0.05",
         "--kv-capacity-tokens", "1000000",
         "--max-running-requests", "256", "--chunked-prefill-size", "4096",

@@ -92,16 +92,125 @@ class SimProfile:
     kv_capacity_tokens: int = 1_000_000
 
 
+class EngineBackend(str, Enum):
+    """The engine whose parallelism flags and limits a worker takes."""
+
+    sim = "sim"
+    sglang = "sglang"
+    vllm = "vllm"
+    trtllm = "trtllm"
+
+
+class FlagStyle(str, Enum):
+    # dash: chunked_prefill_size -> --chunked-prefill-size; underscore keeps the name.
+    dash = "dash"
+    underscore = "underscore"
+
+
+class ListStyle(str, Enum):
+    # nargs: --flag a b; repeat: --flag a --flag b; comma: --flag a,b.
+    nargs = "nargs"
+    repeat = "repeat"
+    comma = "comma"
+
+
+@dataclass
+class RoleArgs:
+    """Default engine args of each worker role; engine.args overrides them."""
+
+    aggregated: Dict[str, Any] = field(default_factory=dict)
+    prefill: Dict[str, Any] = field(default_factory=dict)
+    decode: Dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RolePorts:
+    """Names of the ports that a worker needs besides its HTTP port, per role."""
+
+    aggregated: List[str] = field(default_factory=list)
+    prefill: List[str] = field(default_factory=list)
+    decode: List[str] = field(default_factory=list)
+    # Ports on the first node of a worker that spans several nodes, e.g. the address
+    # that the other nodes join.
+    multinode: List[str] = field(default_factory=list)
+
+
+@dataclass
+class WorkerListCheck:
+    """A router's list of workers: ready once it lists every worker of the point.
+
+    GET path returns JSON whose list_key is a list with one object per worker. An object
+    counts when each key of match has the given value.
+    """
+
+    path: str = "/health"
+    list_key: str = "instances"
+    match: Dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class RouterConfig:
+    """The router or frontend that receives the load in front of the workers."""
+
+    # Jinja template under templates/ of the router's argv; null: the engine has none.
+    template: Optional[str] = None
+    command: List[str] = field(default_factory=list)
+    args: Dict[str, Any] = field(default_factory=dict)
+    flag_style: FlagStyle = FlagStyle.dash
+    # The router's own environment (it does not inherit engine.env), as Jinja templates.
+    env: Dict[str, str] = field(default_factory=dict)
+    # File name -> template that renders its content; written next to the argv.
+    files: Dict[str, str] = field(default_factory=dict)
+    ports: List[str] = field(default_factory=list)
+    # Start the router in every mode; false starts it only for mode=disagg.
+    every_mode: bool = False
+    # Paths that must return 200 before the load starts.
+    readiness_paths: List[str] = field(default_factory=lambda: ["/health"])
+    workers: Optional[WorkerListCheck] = None
+
+
+@dataclass
+class ServiceConfig:
+    """A side service that starts before the workers, such as etcd or NATS."""
+
+    name: str = "service"
+    # Program and leading arguments, e.g. [etcd]; the template adds the rest.
+    command: List[str] = field(default_factory=list)
+    template: str = "service.j2"
+    ports: List[str] = field(default_factory=list)
+    # Port name and path that return 200 once the service is up.
+    health_port: str = "client"
+    health_path: str = "/health"
+
+
 @dataclass
 class EngineConfig:
     name: str = "sim"
+    backend: EngineBackend = EngineBackend.sim
+    # SGLang before --attn-dp-size (0.5.21 and older) spells DP-attention
+    # --dp-size N --enable-dp-attention; SGLang 0.5.23 still accepts that, deprecated.
+    sglang_legacy_dp_attention: bool = False
+    # Program and leading arguments of a worker, e.g. [python3, -m, sglang.launch_server].
+    command: List[str] = field(default_factory=list)
     # Jinja template under templates/ that renders one worker's argv, one argument a line.
     template: str = "sim.j2"
     # Engine flag name -> value; true renders a bare flag, false or null omits it.
     args: Dict[str, Any] = field(default_factory=dict)
+    role_args: RoleArgs = field(default_factory=RoleArgs)
+    flag_style: FlagStyle = FlagStyle.dash
+    list_style: ListStyle = ListStyle.nargs
+    # Values are Jinja templates, so an address of a side service can be passed on; a
+    # value that renders empty leaves the variable unset.
     env: Dict[str, str] = field(default_factory=dict)
+    # File name -> template that renders its content, written next to the worker's argv.
+    files: Dict[str, str] = field(default_factory=dict)
+    ports: RolePorts = field(default_factory=RolePorts)
     readiness: ReadinessConfig = field(default_factory=ReadinessConfig)
     metrics: MetricNames = field(default_factory=MetricNames)
+    # URL path of the worker's Prometheus endpoint.
+    metrics_path: str = "/metrics"
+    router: RouterConfig = field(default_factory=RouterConfig)
+    services: List[ServiceConfig] = field(default_factory=list)
     sim: Optional[SimProfile] = None
 
 

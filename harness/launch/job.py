@@ -1,31 +1,43 @@
 """One point's job: start the workers, wait until ready, measure every level, stop.
 
-Runs inside the submitit job (a local subprocess or a SLURM allocation). Every level is
-written as soon as it is measured, and a level whose summary.json already exists is
-skipped, so a requeued or re-run job resumes at the first unmeasured level.
+Runs inside the submitit job (a local subprocess or a SLURM allocation). While a level
+runs, a sampler scrapes every worker's /metrics and status.json shows the level's
+progress. Every level is written as soon as it is measured, and a level whose
+summary.json already exists is skipped, so a requeued or re-run job resumes at the
+first unmeasured level.
 """
 
 import logging
 import os
+import time
 from pathlib import Path
 
-from omegaconf import DictConfig
+import pandas as pd
+from omegaconf import DictConfig, OmegaConf
 
 from harness.config.compose import load_point_config
-from harness.config.derived import effective_lengths
 from harness.engines.render import WorkerCommand, render_worker
 from harness.launch.health import wait_ready
 from harness.launch.processes import ManagedProcess, free_port, start_process, stop_processes
 from harness.launch.topology import build_topology
-from harness.loadgen.records import write_records_parquet
-from harness.loadgen.runner import LevelSpec, run_level
-from harness.results.io import write_json_atomic
-from harness.results.layout import PointPaths, level_name
+from harness.loadgen.levels import (
+    api_key_from_env,
+    level_names,
+    level_specs,
+    write_level_results,
+)
+from harness.loadgen.runner import LevelProgress, LevelSpec, run_level
+from harness.loadgen.sampler import MetricsSampler, read_metrics_frame
+from harness.results.layout import PointPaths
 from harness.results.status import PointState, PointStatus, write_status
 
 logger = logging.getLogger(__name__)
 
 HOST = "127.0.0.1"
+
+# status.json is rewritten at most this often while a level runs, because every write
+# is an fsync and the progress callback runs on the load generator's event loop.
+STATUS_INTERVAL_S = 1.0
 
 
 def run_point(point_dir: str) -> str:
@@ -34,7 +46,7 @@ def run_point(point_dir: str) -> str:
     paths = PointPaths(Path(point_dir))
     cfg = load_point_config(paths.config)
     point_id = paths.root.name
-    levels = [level_name(concurrency=c) for c in cfg.bench.concurrency]
+    levels = level_names(cfg)
     status = PointStatus(
         point_id=point_id,
         state=PointState.starting,
@@ -46,6 +58,7 @@ def run_point(point_dir: str) -> str:
 
     processes: list[ManagedProcess] = []
     try:
+        api_key = api_key_from_env(cfg)
         commands = _start_workers(cfg, paths, processes)
         status.log_paths = [str(process.log_path) for process in processes]
         write_status(paths.status, status)
@@ -60,13 +73,20 @@ def run_point(point_dir: str) -> str:
         status.state = PointState.running
         write_status(paths.status, status)
 
-        for concurrency, level in zip(cfg.bench.concurrency, levels):
-            if level in status.levels_done:
-                logger.info("point %s level %s already measured; skipping", point_id, level)
-                continue
-            _measure_level(cfg, paths, commands[0], concurrency, level)
-            status.levels_done.append(level)
-            write_status(paths.status, status)
+        specs = level_specs(cfg, commands[0].base_url, build_topology(cfg).num_gpus, api_key)
+        metric_frames = [read_metrics_frame(paths.server_metrics, status.levels_done)]
+        targets = [(command.worker.name, command.base_url + "/metrics") for command in commands]
+        metric_names = OmegaConf.to_container(cfg.engine.metrics, resolve=True)
+        with MetricsSampler(targets, metric_names) as sampler:
+            for level, spec in specs:
+                if level in status.levels_done:
+                    logger.info("point %s level %s already measured; skipping", point_id, level)
+                    continue
+                metric_frames.append(_measure_level(paths, status, sampler, spec, level, metric_frames))
+                status.levels_done.append(level)
+                status.current_level = None
+                status.level_progress = None
+                write_status(paths.status, status)
 
         status.state = PointState.done
         write_status(paths.status, status)
@@ -95,38 +115,49 @@ def _start_workers(
 
 
 def _measure_level(
-    cfg: DictConfig, paths: PointPaths, command: WorkerCommand, concurrency: int, level: str
-) -> None:
-    isl, osl = effective_lengths(cfg)
-    spec = LevelSpec(
-        base_url=command.base_url,
-        model=cfg.model.served_name,
-        endpoint=cfg.workload.endpoint.value,
-        isl=isl,
-        osl=osl,
-        concurrency=concurrency,
-        num_requests=cfg.bench.requests_per_level,
-        warmup_requests=cfg.bench.warmup_requests,
-        timeout_s=cfg.bench.timeout_s,
-        vocab_size=cfg.model.vocab_size,
-        seed=cfg.bench.seed,
-        num_gpus=build_topology(cfg).num_gpus,
-        slo_ttft_ms=cfg.bench.slo.ttft_ms,
-        slo_itl_ms=cfg.bench.slo.itl_ms,
-        slo_percentile=cfg.bench.slo.percentile,
-    )
-    logger.info("point %s level %s: %d requests at concurrency %d",
-                paths.root.name, level, spec.num_requests, concurrency)
-    result = run_level(spec)
+    paths: PointPaths,
+    status: PointStatus,
+    sampler: MetricsSampler,
+    spec: LevelSpec,
+    level: str,
+    metric_frames: list[pd.DataFrame],
+) -> pd.DataFrame:
+    """Run one level with the sampler around it, write its files and return its metric rows."""
+    status.current_level = level
+    status.level_progress = None
+    write_status(paths.status, status)
+    last_write_s = time.monotonic()
 
-    # requests.parquet first: a summary.json marks the level as measured.
-    write_records_parquet(paths.requests(level), result.records)
-    write_json_atomic(paths.summary(level), result.summary)
-    logger.info(
-        "point %s level %s done: %d completed, %d failed, %.0f output tok/s",
-        paths.root.name, level, result.summary["completed"], result.summary["failed"],
-        result.summary["output_throughput_tps"] or 0.0,
-    )
+    def report_progress(progress: LevelProgress) -> None:
+        nonlocal last_write_s
+        now_s = time.monotonic()
+        if now_s - last_write_s < STATUS_INTERVAL_S:
+            return
+        last_write_s = now_s
+        status.level_progress = _progress_fields(progress)
+        write_status(paths.status, status)
+
+    sampler.start(level)
+    try:
+        result = run_level(spec, progress=report_progress)
+    finally:
+        level_metrics = sampler.stop()
+
+    frame = pd.concat([*metric_frames, level_metrics], ignore_index=True)
+    write_level_results(paths, level, result, frame)
+    return level_metrics
+
+
+def _progress_fields(progress: LevelProgress) -> dict[str, float | int | str]:
+    return {
+        "phase": progress.phase,
+        "done": progress.done,
+        "total": progress.total,
+        "failed": progress.failed,
+        "in_flight": progress.in_flight,
+        "output_tokens": progress.output_tokens,
+        "elapsed_s": round(progress.elapsed_s, 3),
+    }
 
 
 def _configure_job_logging() -> None:

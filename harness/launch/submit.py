@@ -20,6 +20,7 @@ import harness
 from harness.config.schema import ExecutorKind
 from harness.launch.job import run_point
 from harness.launch.plan import Point, SweepPlan
+from harness.loadgen.levels import level_names
 from harness.results.io import write_text_atomic
 from harness.results.layout import CONFIG_FILE, STATUS_FILE, SWEEP_FILE, PointPaths
 from harness.results.status import PointState, PointStatus, read_status, write_status
@@ -75,7 +76,7 @@ def write_sweep_files(sweep_dir: Path, plan: SweepPlan, points: list[Point]) -> 
         paths = PointPaths(sweep_dir / point.point_id)
         write_text_atomic(paths.root / CONFIG_FILE, OmegaConf.to_yaml(point.cfg, resolve=True))
         write_status(paths.status, PointStatus(point_id=point.point_id,
-                                               levels_total=len(point.cfg.bench.concurrency)))
+                                               levels_total=len(level_names(point.cfg))))
 
 
 def run_points(sweep_dir: Path, points: list[Point], console: Console) -> list[PointOutcome]:
@@ -88,17 +89,20 @@ def run_points(sweep_dir: Path, points: list[Point], console: Console) -> list[P
         overall = progress.add_task("points", total=len(points))
         tasks = {
             point.point_id: progress.add_task(
-                f"  {point.point_id} pending", total=len(point.cfg.bench.concurrency), start=False
+                f"  {point.point_id} pending", total=len(level_names(point.cfg)), start=False
             )
             for point in points
         }
 
         def refresh(point: Point) -> None:
             status = _read_status_quietly(PointPaths(sweep_dir / point.point_id))
-            if status is not None and status.state != PointState.pending:
-                progress.start_task(tasks[point.point_id])
-                label = f"  {point.point_id} {status.state.value}"
-                progress.update(tasks[point.point_id], completed=len(status.levels_done), description=label)
+            if status is None or status.state == PointState.pending:
+                return
+            progress.start_task(tasks[point.point_id])
+            label = f"  {point.point_id} {status.state.value}"
+            if status.state == PointState.running and status.current_level:
+                label += f" {status.current_level}{_level_progress_text(status.level_progress)}"
+            progress.update(tasks[point.point_id], completed=len(status.levels_done), description=label)
 
         if executor_kind == ExecutorKind.local:
             outcomes = []
@@ -171,6 +175,15 @@ def _outcome(sweep_dir: Path, point: Point, job: submitit.Job) -> PointOutcome:
         logger.error("point %s (job %s) failed: %s%s", point.point_id, job.job_id, message, logs)
         return PointOutcome(point=point, state=PointState.failed.value, point_dir=point_dir,
                             error=f"{message}{logs}")
+
+
+def _level_progress_text(level_progress: dict | None) -> str:
+    if not level_progress:
+        return ""
+    done, total = level_progress.get("done"), level_progress.get("total")
+    failed = level_progress.get("failed") or 0
+    text = f" {done}/{total} requests" if done is not None and total else ""
+    return text + (f", {failed} failed" if failed else "")
 
 
 def _read_status_quietly(paths: PointPaths) -> PointStatus | None:

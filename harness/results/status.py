@@ -1,4 +1,4 @@
-"""status.json of a point: its state, levels done, error and log paths."""
+"""status.json of a point: its state, levels done, the running level's progress, error and log paths."""
 
 import time
 from dataclasses import asdict, dataclass, field
@@ -26,6 +26,11 @@ class PointStatus:
     error: str | None = None
     job_id: str | None = None
     log_paths: list[str] = field(default_factory=list)
+    # The level being measured, and its latest progress: phase (warmup or measure), done,
+    # total, failed and in_flight requests, output_tokens and elapsed_s of the phase.
+    # Both are null between levels; after a failure they show where it happened.
+    current_level: str | None = None
+    level_progress: dict[str, float | int | str] | None = None
     updated_wall_s: float = 0.0
 
     def to_json(self) -> dict:
