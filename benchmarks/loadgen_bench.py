@@ -75,6 +75,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-server-cpu-share", type=float, default=0.8,
         help="server CPU share (1.0 = one core) from which a level is invalid (default: %(default)s)",
     )
+    parser.add_argument(
+        "--max-server-wait-share", type=float, default=0.1,
+        help="share of time the server may wait for its CPU (held by other processes) before a "
+        "level is invalid (default: %(default)s)",
+    )
     parser.add_argument("--sample-interval-s", type=float, default=0.1, help="sampling period (default: %(default)s)")
     parser.add_argument("--venv-dir", type=Path, default=VENV_DIR, help="venvs of scripts/install_bench_tools.sh")
     parser.add_argument("--work-dir", type=Path, help="folder for logs and tool outputs (default: a new temporary folder)")
@@ -144,7 +149,7 @@ def run_level(
     else:
         logger.error("%s exited with code %d; see %s", tool.name, exit_code, level_dir / "tool.log")
 
-    judge_row(row, args.max_server_cpu_share)
+    judge_row(row, args.max_server_cpu_share, args.max_server_wait_share)
     logger.info(
         "%s c=%d: %.0f events/s, client %.0f%% CPU, server %.0f%% CPU in %.1f s%s",
         tool.name, plan.concurrency,
@@ -230,7 +235,8 @@ def main(argv: list[str] | None = None) -> int:
                 "concurrency": concurrencies, "waves": waves, "client_processes": processes_list,
                 "isl": args.isl, "osl": args.osl, "step_us": args.step_us,
                 "server_cpus": args.server_cpus, "client_cpus": args.client_cpus,
-                "max_server_cpu_share": args.max_server_cpu_share, "sample_interval_s": args.sample_interval_s,
+                "max_server_cpu_share": args.max_server_cpu_share,
+                "max_server_wait_share": args.max_server_wait_share, "sample_interval_s": args.sample_interval_s,
                 "tools": [tool.name for tool in tools], "work_dir": str(work_dir),
             },
             "rows": [row.to_json() for row in rows],

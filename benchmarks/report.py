@@ -9,9 +9,6 @@ from benchmarks.sampling import WindowFigures
 
 # Share of requested concurrency below which a row notes that the tool fell short of it.
 MIN_CONCURRENCY_SHARE = 0.9
-# Share of the window in which the server was runnable but waited for a CPU that another
-# process held. Above it the level is invalid, because the server then emits late.
-MAX_WAIT_SHARE = 0.1
 # Targets for harness: events per client CPU-second against the best other tool, and
 # the p99 errors at half of its own maximum event rate.
 TARGET_EFFICIENCY_RATIO = 2.0
@@ -65,8 +62,12 @@ class LevelRow:
         }
 
 
-def judge_row(row: LevelRow, max_server_cpu_share: float) -> None:
-    """Add the reasons that make row invalid to row.flags, and remarks to row.notes."""
+def judge_row(row: LevelRow, max_server_cpu_share: float, max_server_wait_share: float = 0.1) -> None:
+    """Add the reasons that make row invalid to row.flags, and remarks to row.notes.
+
+    max_server_wait_share bounds the share of the window in which the server was
+    runnable but another process held its CPU, because the server then emits late.
+    """
     if row.exit_code != 0:
         row.flags.append(f"tool exited with code {row.exit_code}")
     if row.failed:
@@ -75,12 +76,17 @@ def judge_row(row: LevelRow, max_server_cpu_share: float) -> None:
     if window is None:
         row.flags.append("no tokens measured")
         return
+
+    # Reasons why the server, not the client, may have set the figures.
     if window.server_cpu_share >= max_server_cpu_share:
         row.flags.append(
             f"server saturated ({window.server_cpu_share:.0%} CPU, limit {max_server_cpu_share:.0%})"
         )
-    if window.server_wait_share > MAX_WAIT_SHARE:
+    if window.server_wait_share > max_server_wait_share:
         row.flags.append(f"server waited for its CPU {window.server_wait_share:.0%} of the time")
+    if not window.steady:
+        row.flags.append("level too short for a steady window")
+
     if window.sampler_cpu_share > 0.02:
         row.notes.append(f"the sampler took {window.sampler_cpu_share:.0%} of the server's CPU")
     if window.schedule_resets:
@@ -88,8 +94,11 @@ def judge_row(row: LevelRow, max_server_cpu_share: float) -> None:
         # CPU share that means the server was not scheduled (another process on its
         # CPU), which delays tokens but does not change the client's cost per event.
         row.notes.append(f"server step loop fell 20 ms behind {window.schedule_resets:.0f} times")
-    if not window.steady:
-        row.flags.append("level too short for a steady window")
+    if window.mean_running_requests < MIN_CONCURRENCY_SHARE * row.concurrency:
+        row.notes.append(
+            f"server saw {window.mean_running_requests:.0f} of {row.concurrency} requests running"
+        )
+
     if row.accuracy is not None and row.accuracy.arrivals_before_emission:
         # With several client processes the send stamps of different processes need not
         # follow the order in which their requests reach the server, so the send-order
@@ -97,10 +106,6 @@ def judge_row(row: LevelRow, max_server_cpu_share: float) -> None:
         row.notes.append(
             f"errors approximate: {row.accuracy.arrivals_before_emission} token arrivals precede "
             f"their emission (matched by {row.accuracy.match_method})"
-        )
-    if window.mean_running_requests < MIN_CONCURRENCY_SHARE * row.concurrency:
-        row.notes.append(
-            f"server saw {window.mean_running_requests:.0f} of {row.concurrency} requests running"
         )
 
 

@@ -1,9 +1,10 @@
 """Sample the server's token counter and the CPU time of server and client while a level runs.
 
 Every figure of the benchmark comes from these samples, the same way for every load
-generator: events are counted by the server (one streamed event per generated token),
-and CPU time is read from /proc for the whole process tree of the client, so that
-start-up, prompt generation and the final report of a tool fall outside the window.
+generator. The server counts the events (one streamed event per generated token). CPU
+time is read from /proc for the client's whole process tree. Rates are taken over a
+window of steady load, so a tool's start-up, prompt generation and final report fall
+outside it.
 """
 
 import logging

@@ -116,3 +116,16 @@ def test_lengths_must_fit_context():
 def test_disagg_mode_rejected_for_now():
     with pytest.raises(ConfigError, match="mode=disagg is not supported yet"):
         compose_config(["mode.name=disagg"])
+
+
+def test_burstiness_needs_gamma_arrivals():
+    with pytest.raises(ConfigError, match="set bench.arrival=gamma"):
+        compose_config(["bench.request_rate=[2.0]", "bench.burstiness=0.5"])
+
+    composed = compose_config(["bench.request_rate=[2.0]", "bench.burstiness=0.5", "bench.arrival=gamma"])
+    assert composed.cfg.bench.burstiness == 0.5
+
+
+def test_too_few_requests_for_concurrency():
+    with pytest.raises(ConfigError, match="at least 3 x 16 = 48 requests"):
+        compose_config(["bench.concurrency=[16]", "bench.requests_per_level=20"])

@@ -7,7 +7,6 @@ for its readiness paths, send to entry_url and scrape metrics_targets.
 import json
 import urllib.request
 
-from harness.config.compose import compose_config
 from harness.engines.deployment import plan_deployment, write_files
 from harness.launch.health import wait_ready
 from harness.launch.plan import plan_sweep
@@ -50,17 +49,25 @@ def test_sim_deployment_serves(tmp_path):
 
 
 def test_dynamo_ports_in_start_order(tmp_path):
-    cfg = compose_config(["engine=dynamo", "parallelism=tp1"]).cfg
-    point_topology = plan_sweep(["engine=dynamo", "parallelism=tp1"]).points[0].topology
+    point = plan_sweep(["engine=dynamo", "parallelism=tp1"]).points[0]
     requested: list[tuple[str, str]] = []
 
     def allocate(owner: str, name: str) -> int:
         requested.append((owner, name))
         return 20000 + len(requested)
 
-    plan_deployment(cfg, point_topology, HOST, allocate, files_dir=tmp_path)
+    plan_deployment(point.cfg, point.topology, HOST, allocate, files_dir=tmp_path)
 
     assert requested == [
         ("etcd", "client"), ("etcd", "peer"), ("nats", "client"), ("nats", "monitor"),
         ("aggregated-0", "http"), ("router", "http"),
     ]
+
+
+def test_sim_dep48_one_process():
+    point = plan_sweep(["+experiment=decode_dep48", "engine.args.max_running_requests=32"]).points[0]
+
+    deployment = plan_deployment(point.cfg, point.topology, HOST, lambda owner, name: 8100)
+
+    # The simulator models 48 GPUs in one CPU process, so one command, no node suffix.
+    assert [command.name for command in deployment.workers] == ["aggregated-0"]

@@ -10,6 +10,7 @@ from omegaconf import DictConfig
 from harness.config.compose import compose_config
 from harness.config.schema import ModeName
 from harness.engines.deployment import describe_deployment, plan_deployment, write_files
+from harness.engines.render import render_worker
 from harness.engines.router import render_router, router_needed
 from harness.errors import ConfigError, LaunchError
 from harness.launch.topology import Role, Topology, Worker
@@ -203,7 +204,6 @@ def test_missing_port_real_launch():
     topology = Topology(workers=(Worker(Role.prefill, 0, 8),), gpus_per_node=8)
 
     with pytest.raises(LaunchError, match="port 'bootstrap' of prefill-0 was not allocated"):
-        from harness.engines.render import render_worker
         render_worker(cfg, topology.workers[0], HOST, 8001)
 
 
@@ -211,7 +211,6 @@ def test_missing_services_real_launch():
     cfg = compose("dynamo", disagg=False)
 
     with pytest.raises(LaunchError, match=r"needs the side services \['etcd', 'nats'\]"):
-        from harness.engines.render import render_worker
         render_worker(cfg, Worker(Role.aggregated, 0, 1), HOST, 8081)
 
 

@@ -3,7 +3,7 @@
 from omegaconf import DictConfig
 
 from harness.config.derived import effective_lengths
-from harness.config.schema import ModeName
+from harness.config.schema import ArrivalKind, ModeName
 from harness.errors import ConfigError
 
 
@@ -66,6 +66,11 @@ def _validate_bench(cfg: DictConfig) -> None:
                 raise ConfigError(f"bench.request_rate contains {rate}: rates must be > 0 requests/s")
         if bench.burstiness <= 0:
             raise ConfigError(f"bench.burstiness={bench.burstiness} is invalid: it must be > 0")
+        if bench.burstiness != 1.0 and bench.arrival == ArrivalKind.poisson:
+            raise ConfigError(
+                f"bench.burstiness={bench.burstiness} has no effect with bench.arrival=poisson: "
+                "set bench.arrival=gamma, or bench.burstiness=1"
+            )
         caps = [bench.max_concurrency] if bench.max_concurrency is not None else []
     else:
         if len(bench.concurrency) == 0:

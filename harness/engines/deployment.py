@@ -13,7 +13,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from harness.config.schema import EngineBackend
-from harness.engines.parallelism import launch_ranks, node_layout
+from harness.engines.parallelism import launch_ranks, worker_layout
 from harness.engines.ports import PortAllocator, worker_port_names
 from harness.engines.render import WorkerCommand, render_worker
 from harness.engines.router import (
@@ -90,7 +90,7 @@ def plan_deployment(
     backend = EngineBackend(cfg.engine.backend)
     workers: list[WorkerCommand] = []
     for worker in topology.workers:
-        layout = node_layout(worker.gpus, cfg.cluster.gpus_per_node)
+        layout = worker_layout(backend, worker.gpus, cfg.cluster.gpus_per_node)
         http_port = allocate_port(worker.name, "http")
         extra_ports = {name: allocate_port(worker.name, name) for name in worker_port_names(cfg, worker)}
         head_host = node_hosts(worker, 0) if node_hosts else host

@@ -100,6 +100,13 @@ def node_layout(worker_gpus: int, gpus_per_node: int) -> NodeLayout:
     return NodeLayout(nodes=worker_gpus // gpus_per_node, gpus_per_node=gpus_per_node)
 
 
+def worker_layout(backend: EngineBackend, worker_gpus: int, gpus_per_node: int) -> NodeLayout:
+    """Place a worker of this engine: the simulator is one CPU process whatever GPUs it models."""
+    if backend == EngineBackend.sim:
+        return NodeLayout(nodes=1, gpus_per_node=worker_gpus)
+    return node_layout(worker_gpus, gpus_per_node)
+
+
 def check_parallelism(engine: str, backend: EngineBackend, par: Parallelism, layout: NodeLayout) -> None:
     """Raise ConfigError when the engine cannot run this parallelism on this layout."""
     where = f"engine {engine} ({backend.value}) cannot run parallelism {par.describe()}"

@@ -10,7 +10,8 @@ from collections.abc import Callable, Mapping
 
 from omegaconf import DictConfig
 
-from harness.engines.parallelism import node_layout
+from harness.config.schema import EngineBackend
+from harness.engines.parallelism import worker_layout
 from harness.errors import LaunchError
 from harness.launch.topology import Worker
 
@@ -21,7 +22,7 @@ PortAllocator = Callable[[str, str], int | str]
 def worker_port_names(cfg: DictConfig, worker: Worker) -> tuple[str, ...]:
     """Return the extra port names of a worker: its role's, plus multinode ones if it spans nodes."""
     names = list(cfg.engine.ports[worker.role.value])
-    if node_layout(worker.gpus, cfg.cluster.gpus_per_node).nodes > 1:
+    if worker_layout(EngineBackend(cfg.engine.backend), worker.gpus, cfg.cluster.gpus_per_node).nodes > 1:
         names.extend(cfg.engine.ports.multinode)
     return tuple(dict.fromkeys(names))
 
@@ -68,7 +69,7 @@ def service_placeholders(services: list[Mapping]) -> dict[str, dict]:
     }
 
 
-def check_services_given(owner: str, declared: list[Mapping], started: Mapping | None, placeholders: bool) -> dict:
+def services_variable(owner: str, declared: list[Mapping], started: Mapping | None, placeholders: bool) -> dict:
     """Return the services variable: the started services, placeholders in a dry run, or raise LaunchError."""
     if started is not None or not declared:
         return dict(started or {})

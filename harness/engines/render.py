@@ -1,10 +1,10 @@
 """Render a worker's argv, environment and files from its engine template.
 
 The template receives the whole resolved config plus the worker (role, index, GPUs), its
-host and ports, the node it runs on, the engine-native parallelism args (`parallel`),
-the merged engine args of its role (`args`) and both rendered as flags (`flags`), and
-the paths of the files it writes (`files`). A worker that spans several nodes gets one
-command per node rank (see parallelism.launch_ranks).
+host and ports, and the node it runs on. It also receives the engine-native parallelism
+args (`parallel`), the merged engine args of its role (`args`), both rendered as flags
+(`flags`), and the paths of the files it writes (`files`). A worker that spans several
+nodes gets one command per node rank (see parallelism.launch_ranks).
 """
 
 import sys
@@ -20,11 +20,11 @@ from harness.engines.flags import render_flags
 from harness.engines.parallelism import (
     NodePlacement,
     Parallelism,
-    node_layout,
     parallel_args,
     tasks_per_node,
+    worker_layout,
 )
-from harness.engines.ports import check_services_given, resolve_ports, worker_port_names
+from harness.engines.ports import services_variable, resolve_ports, worker_port_names
 from harness.engines.templating import merge, render_argv, render_string, render_text
 from harness.launch.topology import Role, Worker
 
@@ -112,7 +112,7 @@ def render_worker(
     container = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
     engine = container["engine"]
     backend = EngineBackend(engine["backend"])
-    layout = node_layout(worker.gpus, cfg.cluster.gpus_per_node)
+    layout = worker_layout(backend, worker.gpus, cfg.cluster.gpus_per_node)
     command_name = worker.name if layout.nodes == 1 else f"{worker.name}-node{node_rank}"
     owner = f"engine {engine['name']}, {command_name}"
 
@@ -150,12 +150,13 @@ def render_worker(
         "flags": render_flags(parallel, style, list_style, "parallelism")
         + render_flags(args, style, list_style, "engine.args"),
         "files": file_paths,
-        "services": check_services_given(
+        "services": services_variable(
             owner, engine["services"], services, placeholders=isinstance(port, str)
         ),
     }
 
     argv = render_argv(engine["template"], context, owner)
+    # Blank lines that template tags leave at either end of a file are dropped.
     files = {
         file_paths[key]: render_text(template, context, owner).strip("\n") + "\n"
         for key, template in engine["files"].items()

@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from harness.config.schema import ModeName
 from harness.engines.flags import render_flags
-from harness.engines.ports import check_services_given, resolve_ports
+from harness.engines.ports import services_variable, resolve_ports
 from harness.engines.render import WorkerCommand, bind_host, render_env
 from harness.engines.templating import render_argv, render_text
 
@@ -99,7 +99,7 @@ def render_router(
         "router": router,
         "flags": render_flags(router["args"], router["flag_style"], "nargs", "engine.router.args"),
         "files": file_paths,
-        "services": check_services_given(
+        "services": services_variable(
             owner, engine["services"], service_contexts(services) if services else None,
             placeholders=isinstance(port, str),
         ),

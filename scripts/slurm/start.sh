@@ -151,6 +151,9 @@ main() {
     start_munged
     start_mariadb
     start_slurmdbd
+    # The accounts go in before slurmctld starts, so that it loads them with its first
+    # association list instead of waiting for an update from slurmdbd.
+    add_account
     start_slurmctld
     for ((i = 1; i <= NODE_COUNT; i++)); do
         start_slurmd "$(node_name "$i")"
@@ -161,7 +164,6 @@ main() {
         die "nodes did not become idle; see $LOG_DIR/slurmd-*.log and $LOG_DIR/slurmctld.log"
     }
     log "all $NODE_COUNT nodes are idle"
-    add_account
 
     # env.sh and cluster.env come last, so that their presence means a finished start.
     write_env_files
