@@ -2,8 +2,8 @@
 
 import pytest
 
-# Importing the fixture here makes it one session fixture for all modules; a module that
-# imported it itself would get a second copy and start the cluster a second time.
+# Importing the fixture here makes it one session fixture for all modules. A module that
+# imported it itself would get a second copy, which would start a second cluster.
 from slurm_cluster import slurm_cluster  # noqa: F401
 
 

@@ -3,9 +3,9 @@
 tests/conftest.py imports the fixture so that every module shares it. Each pytest session
 starts its own cluster, in its own folder and on its own ports, so that it neither uses
 nor stops a cluster that a developer or another test session has running. The fixture
-skips only when the cluster cannot be built here at all (not root, or neither Slurm nor
-apt-get present); any other failure of start.sh fails the tests that use it, with the
-script's output.
+skips only when the cluster cannot be built here at all: when not root, or when neither
+Slurm nor apt-get is present. Any other failure of start.sh fails the tests that use it,
+and the failure message contains the script's output.
 """
 
 from __future__ import annotations

@@ -6,12 +6,15 @@ The simulator has no tokenizer, so it counts prompt tokens by rule:
 - /v1/chat/completions: each message counts the words of its content (a string, or the
   "text" of its text parts) plus CHAT_TOKENS_PER_MESSAGE for the role and the template
   markers around it.
+A request that sets "harness_prefilled": true gives its prompt length in "prompt_tokens"
+instead (see roles.py), and its prompt or messages are not counted.
 """
 
 from dataclasses import dataclass
 from typing import Any
 
 from harness.sim.openai_format import Endpoint
+from harness.sim.roles import KV_HOLD_FIELD, PREFILLED_FIELD, PROMPT_TOKENS_FIELD
 
 CHAT_TOKENS_PER_MESSAGE = 4
 
@@ -35,6 +38,9 @@ class GenerationRequest:
     stream: bool
     include_usage: bool
     continuous_usage: bool
+    # Hand-off fields of disaggregated serving (see roles.py).
+    prefilled: bool = False
+    kv_hold: bool = False
 
 
 def parse_generation_request(endpoint: Endpoint, body: Any) -> GenerationRequest:
@@ -49,11 +55,27 @@ def parse_generation_request(endpoint: Endpoint, body: Any) -> GenerationRequest
     if not isinstance(model, str):
         raise InvalidRequest(f"model must be the served model's name, got {model!r}", "model")
 
-    if endpoint is Endpoint.COMPLETIONS:
+    for flag in (PREFILLED_FIELD, KV_HOLD_FIELD):
+        if body.get(flag) is not None and not isinstance(body[flag], bool):
+            raise InvalidRequest(f"{flag} must be true or false, got {body[flag]!r}", flag)
+    prefilled = body.get(PREFILLED_FIELD) is True
+
+    if prefilled:
+        prompt_tokens = body.get(PROMPT_TOKENS_FIELD)
+        if not _is_int(prompt_tokens) or prompt_tokens < 1:
+            raise InvalidRequest(
+                f"a request with {PREFILLED_FIELD}: true must set {PROMPT_TOKENS_FIELD} to the "
+                f"prompt length prefilled elsewhere (an integer >= 1), got {prompt_tokens!r}",
+                PROMPT_TOKENS_FIELD,
+            )
+    elif endpoint is Endpoint.COMPLETIONS:
         prompt_tokens = _count_prompt_tokens(body.get("prompt"))
-        max_tokens = _positive_int(body, "max_tokens")
     else:
         prompt_tokens = _count_chat_tokens(body.get("messages"))
+
+    if endpoint is Endpoint.COMPLETIONS:
+        max_tokens = _positive_int(body, "max_tokens")
+    else:
         # max_completion_tokens replaces the deprecated max_tokens in OpenAI's chat API.
         if body.get("max_completion_tokens") is not None:
             max_tokens = _positive_int(body, "max_completion_tokens")
@@ -86,6 +108,8 @@ def parse_generation_request(endpoint: Endpoint, body: Any) -> GenerationRequest
         stream=stream,
         include_usage=include_usage,
         continuous_usage=continuous_usage,
+        prefilled=prefilled,
+        kv_hold=body.get(KV_HOLD_FIELD) is True,
     )
 
 

@@ -9,6 +9,9 @@ starts at the previous deadline, not at the moment the loop woke up.
 
 Tokens of a step are stamped with time.perf_counter_ns() once the step's sleep ends and
 before any stream is written, then handed to each request's on_token callback.
+
+A request with kv_hold (prefill role) leaves the batch after its last token but keeps its
+KV reserved until release_kv() or the hold timeout (see kv_hold.py).
 """
 
 import asyncio
@@ -18,8 +21,10 @@ from collections import deque
 from dataclasses import dataclass
 
 from harness.errors import ConfigError
+from harness.sim.kv_hold import KvHolds
 from harness.sim.model import StepCostModel, plan_prefill_chunks
 from harness.sim.request import RequestState, SimRequest
+from harness.sim.stats import SchedulerStats
 from harness.sim.token_log import TokenLog
 
 logger = logging.getLogger(__name__)
@@ -29,6 +34,7 @@ logger = logging.getLogger(__name__)
 # current time, because catching up would run a burst of zero-length steps.
 MAX_SCHEDULE_LAG_NS = 20_000_000
 SCHEDULE_WARNING_INTERVAL_NS = 10_000_000_000
+DEFAULT_KV_HOLD_TIMEOUT_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -44,29 +50,15 @@ class EngineLimits:
                 raise ConfigError(f"{name} must be an integer >= 1, got {value}")
 
 
-@dataclass(frozen=True)
-class SchedulerStats:
-    num_requests_waiting: int
-    num_requests_running: int
-    kv_used_tokens: int
-    kv_capacity_tokens: int
-    prompt_tokens_total: int
-    generation_tokens_total: int
-    request_success_total: int
-    steps_total: int
-    schedule_resets_total: int
-
-    @property
-    def kv_cache_usage_perc(self) -> float:
-        """Reserved fraction of the KV cache, 0 to 1 (named like vLLM's gauge)."""
-        return self.kv_used_tokens / self.kv_capacity_tokens
-
-
 class Scheduler:
     """Admission queue and step loop, which run between start() and stop()."""
 
     def __init__(
-        self, cost: StepCostModel, limits: EngineLimits, token_log: TokenLog | None = None
+        self,
+        cost: StepCostModel,
+        limits: EngineLimits,
+        token_log: TokenLog | None = None,
+        kv_hold_timeout_s: float = DEFAULT_KV_HOLD_TIMEOUT_S,
     ) -> None:
         self.cost = cost
         self.limits = limits
@@ -80,8 +72,10 @@ class Scheduler:
         self._generation_tokens_total = 0
         self._request_success_total = 0
         self._steps_total = 0
+        self._busy_ns_total = 0
         self._schedule_resets_total = 0
         self._last_lag_warning_ns = 0
+        self._kv_holds = KvHolds(kv_hold_timeout_s, self._free_held_kv)
         self._work_available = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopped = False
@@ -111,6 +105,7 @@ class Scheduler:
                 _resolve(request)
         self._waiting.clear()
         self._running.clear()
+        self._kv_holds.clear()
         self._num_waiting = self._num_running = self._kv_used_tokens = 0
 
         if self._token_log is not None:
@@ -148,6 +143,15 @@ class Scheduler:
             "Cancelled request %s after %d tokens", request.request_id, request.generated_tokens
         )
 
+    def release_kv(self, request_id: str) -> bool:
+        """Free the held KV of a finished kv_hold request and return whether it was held."""
+        return self._kv_holds.release(request_id)
+
+    def _free_held_kv(self, kv_tokens: int) -> None:
+        self._kv_used_tokens -= kv_tokens
+        # Waiting requests may fit now, and an idle loop admits them only when woken.
+        self._work_available.set()
+
     def stats(self) -> SchedulerStats:
         return SchedulerStats(
             num_requests_waiting=self._num_waiting,
@@ -159,6 +163,9 @@ class Scheduler:
             request_success_total=self._request_success_total,
             steps_total=self._steps_total,
             schedule_resets_total=self._schedule_resets_total,
+            busy_ns_total=self._busy_ns_total,
+            num_requests_kv_held=self._kv_holds.num_held,
+            kv_hold_timeouts_total=self._kv_holds.timeouts_total,
         )
 
     async def _run(self) -> None:
@@ -181,6 +188,7 @@ class Scheduler:
             # sleep(0) still yields, so the HTTP side runs even when the loop is behind.
             await asyncio.sleep(delay_ns / 1e9 if delay_ns > 0 else 0)
 
+            self._busy_ns_total += step_ns
             self._complete_step(prefill, decode)
             next_start_ns = deadline_ns
 
@@ -265,7 +273,7 @@ class Scheduler:
         for request in emitting:
             request.generated_tokens += 1
             request.emit_perf_ns.append(emit_perf_ns)
-            if request.generated_tokens == 1:
+            if request.emit_wall_ns_first is None:
                 request.emit_wall_ns_first = emit_wall_ns
             self._generation_tokens_total += 1
 
@@ -281,7 +289,10 @@ class Scheduler:
     def _finish(self, request: SimRequest) -> None:
         request.state = RequestState.FINISHED
         self._num_running -= 1
-        self._kv_used_tokens -= request.kv_tokens
+        if request.kv_hold:
+            self._kv_holds.hold(request.request_id, request.kv_tokens)
+        else:
+            self._kv_used_tokens -= request.kv_tokens
         self._request_success_total += 1
         if self._token_log is not None:
             self._token_log.record(request)

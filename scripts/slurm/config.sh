@@ -10,7 +10,7 @@ node_name() { echo "node$1"; }
 # that no node claims more than slurmd finds and none is drained as invalid.
 detect_hardware() {
     local line cpus sockets cores threads memory_mb
-    line=$(slurmd -C 2>/dev/null | head -n 1) || die "slurmd -C failed; is slurmd installed?"
+    line=$(slurmd -C 2>/dev/null | head -n 1) || die "slurmd -C failed; install the slurmd package and run start.sh again"
     cpus=$(sed -n 's/.* CPUs=\([0-9]*\).*/\1/p' <<<"$line")
     sockets=$(sed -n 's/.* SocketsPerBoard=\([0-9]*\).*/\1/p' <<<"$line")
     cores=$(sed -n 's/.* CoresPerSocket=\([0-9]*\).*/\1/p' <<<"$line")
@@ -52,8 +52,8 @@ SlurmdUser=root
 AuthType=auth/munge
 AuthInfo=socket=$MUNGE_SOCKET
 CredType=cred/munge
-# Without these, the daemons listen on 0.0.0.0; with them, on the address that the
-# host name resolves to, which start.sh has checked to be a loopback address.
+# Without these, the daemons listen on 0.0.0.0. With them, they listen on the address
+# that the host name resolves to, which start.sh has checked to be a loopback address.
 CommunicationParameters=NoInAddrAny,NoCtldInAddrAny
 
 StateSaveLocation=$SPOOL_DIR/slurmctld
@@ -97,8 +97,8 @@ ReturnToService=2
 MailProg=/bin/true
 InactiveLimit=0
 SchedulerType=sched/backfill
-# By default slurmctld waits up to 3 s before it schedules a newly submitted batch job;
-# without the wait a job on idle nodes starts within about a second.
+# By default slurmctld waits up to 3 s before it schedules a newly submitted batch job.
+# Without the wait, a job on idle nodes starts within about a second.
 SchedulerParameters=batch_sched_delay=0
 
 EOF
@@ -125,7 +125,7 @@ LogFile=$LOG_DIR/slurmdbd.log
 PidFile=$RUN_DIR/slurmdbd.pid
 DebugLevel=info
 StorageType=accounting_storage/mysql
-# MariaDB listens on a socket only; slurmdbd finds it through MYSQL_UNIX_PORT.
+# MariaDB listens on a Unix socket only, and slurmdbd finds it through MYSQL_UNIX_PORT.
 StorageHost=localhost
 StorageUser=root
 StorageLoc=slurm_acct_db

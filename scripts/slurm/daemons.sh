@@ -37,8 +37,8 @@ start_munged() {
         </dev/null >>"$LOG_DIR/munged.out" 2>&1 \
         || { show_log_tail "$LOG_DIR/munged.log"; die "munged failed to start"; }
     record_daemon munged "$RUN_DIR/munged.pid" munged || die "munged failed to start"
-    wait_until 10 "munged to answer" munge_works \
-        || { show_log_tail "$LOG_DIR/munged.log"; die "munged does not answer on $MUNGE_SOCKET"; }
+    wait_until 10 "munged to respond" munge_works \
+        || { show_log_tail "$LOG_DIR/munged.log"; die "munged does not respond on $MUNGE_SOCKET"; }
 }
 
 start_mariadb() {
@@ -59,14 +59,14 @@ start_mariadb() {
         >"$LOG_DIR/mariadb-install-db.log" 2>&1 \
         || { show_log_tail "$LOG_DIR/mariadb-install-db.log"; die "mariadb-install-db failed"; }
 
-    # --skip-networking: the database answers on its Unix socket only, never on TCP.
+    # --skip-networking: the database listens on its Unix socket only, never on TCP.
     log "starting mariadbd"
     setsid mariadbd --no-defaults --user=root --datadir="$data_dir" \
         --socket="$MARIADB_SOCKET" --pid-file="$RUN_DIR/mariadb.pid" --skip-networking \
         --log-error="$LOG_DIR/mariadb.log" --innodb-buffer-pool-size=512M \
         --innodb-lock-wait-timeout=900 \
         </dev/null >>"$LOG_DIR/mariadb.out" 2>&1 &
-    wait_until 60 "mariadbd to answer" mariadb-admin --no-defaults --socket="$MARIADB_SOCKET" ping \
+    wait_until 60 "mariadbd to respond" mariadb-admin --no-defaults --socket="$MARIADB_SOCKET" ping \
         || { show_log_tail "$LOG_DIR/mariadb.log"; die "mariadbd did not start"; }
     record_daemon mariadbd "$RUN_DIR/mariadb.pid" mariadbd || die "mariadbd did not start"
 }
@@ -82,8 +82,8 @@ start_slurmdbd() {
         || { show_log_tail "$LOG_DIR/slurmdbd.log"; die "slurmdbd failed to start"; }
     record_daemon slurmdbd "$RUN_DIR/slurmdbd.pid" slurmdbd \
         || { show_log_tail "$LOG_DIR/slurmdbd.log"; die "slurmdbd failed to start"; }
-    wait_until 60 "slurmdbd to answer" sacctmgr_works \
-        || { show_log_tail "$LOG_DIR/slurmdbd.log"; die "slurmdbd does not answer on port $(slurmdbd_port)"; }
+    wait_until 60 "slurmdbd to respond" sacctmgr_works \
+        || { show_log_tail "$LOG_DIR/slurmdbd.log"; die "slurmdbd does not respond on port $(slurmdbd_port)"; }
 
     # slurmctld registers with slurmdbd only when its cluster exists in the database.
     log "adding cluster $CLUSTER_NAME to the accounting database"
@@ -101,8 +101,8 @@ start_slurmctld() {
         || { show_log_tail "$LOG_DIR/slurmctld.log"; die "slurmctld failed to start"; }
     record_daemon slurmctld "$RUN_DIR/slurmctld.pid" slurmctld \
         || { show_log_tail "$LOG_DIR/slurmctld.log"; die "slurmctld failed to start"; }
-    wait_until 30 "slurmctld to answer" slurmctld_is_up \
-        || { show_log_tail "$LOG_DIR/slurmctld.log"; die "slurmctld does not answer on port $PORT_BASE"; }
+    wait_until 30 "slurmctld to respond" slurmctld_is_up \
+        || { show_log_tail "$LOG_DIR/slurmctld.log"; die "slurmctld does not respond on port $PORT_BASE"; }
 }
 
 start_slurmd() {

@@ -27,11 +27,11 @@ install_packages() {
         return 0
     fi
 
-    command -v apt-get >/dev/null || die "apt-get not found; install ${missing[*]} by hand"
+    command -v apt-get >/dev/null || die "apt-get not found; install ${missing[*]} by hand and run start.sh again"
     log "installing missing packages: ${missing[*]}"
 
-    # Exit code 101 from policy-rc.d tells invoke-rc.d not to start the distribution's own
-    # slurmctld, slurmd, munge and mariadb services, which would hold the default ports
+    # When policy-rc.d exits with 101, invoke-rc.d does not start the distribution's own
+    # slurmctld, slurmd, munge and mariadb services, which would take the default ports
     # and sockets. A policy-rc.d that already exists (Docker images ship one) is kept.
     if [[ ! -e $POLICY_RC_FILE ]]; then
         printf '#!/bin/sh\n%s\nexit 101\n' "$POLICY_RC_MARKER" > "$POLICY_RC_FILE"

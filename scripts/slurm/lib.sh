@@ -30,9 +30,9 @@ export SLURM_CONF="$ETC_DIR/slurm.conf"
 # shell's PATH may lack.
 export PATH="$PATH:/usr/sbin:/sbin"
 # slurmd and every slurmstepd load the hardware topology with hwloc. Its x86 backend pins
-# a thread to each CPU in turn to run CPUID, and on a busy machine that stalled job starts
-# for 6 to 40 s here (gVisor, 2 CPUs); the Linux backend alone finds the same CPUs, cores
-# and sockets from sysfs.
+# a thread to each CPU in turn to run CPUID, which stalled job starts for 6 to 40 s on a
+# busy 2-CPU gVisor machine. The Linux backend alone finds the same CPUs, cores and
+# sockets from sysfs.
 export HWLOC_COMPONENTS=-x86
 
 SCRIPT_START_S=$(date +%s.%N)

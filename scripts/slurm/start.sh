@@ -111,8 +111,8 @@ main() {
     HOST=$(hostname)
     HOST_ADDRESS=$(loopback_host_address "$HOST")
 
-    # A running cluster is kept when it has the requested shape, so that the script can
-    # run before every test session.
+    # A running cluster with the requested options is kept, so that running the script
+    # twice does no harm.
     if all_daemons_running && [[ -r $CLUSTER_FILE ]]; then
         if [[ $(cluster_setting NODE_COUNT) == "$NODE_COUNT" \
             && $(cluster_setting GPUS_PER_NODE) == "$GPUS_PER_NODE" \

@@ -22,7 +22,7 @@ running_daemon_pid() {
     return 1
 }
 
-# Print the largest job id that slurmctld or the accounting database knows, or nothing.
+# Print the largest job id in slurmctld or in the accounting database, or nothing.
 largest_job_id() {
     {
         squeue -h -t all -o '%A' 2>/dev/null || true
