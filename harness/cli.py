@@ -10,6 +10,7 @@ import sys
 
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.text import Text
 
 from harness.errors import HarnessError
 
@@ -99,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _dispatch(args, console)
     except HarnessError as error:
-        console.print(f"[red]error:[/red] {error}", soft_wrap=True, highlight=False)
+        # Messages quote config values and Hydra's [a, b] lists, which are not rich markup.
+        console.print(Text.assemble(("error: ", "red"), str(error)), soft_wrap=True)
         return 2
     except KeyboardInterrupt:
         console.print("interrupted; finished points and levels are kept on disk")

@@ -129,3 +129,18 @@ def test_burstiness_needs_gamma_arrivals():
 def test_too_few_requests_for_concurrency():
     with pytest.raises(ConfigError, match="at least 3 x 16 = 48 requests"):
         compose_config(["bench.concurrency=[16]", "bench.requests_per_level=20"])
+
+
+def test_added_key_in_schema_section_rejected():
+    with pytest.raises(ConfigError) as excinfo:
+        compose_config(["+bench.foo=1"])
+
+    assert "unknown config key 'bench.foo'" in str(excinfo.value)
+    assert "requests_per_level" in str(excinfo.value)
+
+
+def test_added_key_in_free_mapping_allowed():
+    composed = compose_config(["+engine.env.MY_FLAG=1", "+cluster.sbatch_extra.exclusive=true"])
+
+    assert composed.cfg.engine.env.MY_FLAG == "1"
+    assert composed.cfg.cluster.sbatch_extra.exclusive is True

@@ -97,3 +97,18 @@ def test_format_value_round_trips():
     assert format_value("a b") == "'a b'"
     assert format_value("true") == "'true'"
     assert format_value([1, 2]) == "[1,2]"
+
+
+def test_glob_sweeps_group_options():
+    plan = plan_sweep(["parallelism=glob(tp*)"])
+
+    assert plan.axes == {"parallelism": ["tp1", "tp8"]}
+
+
+def test_glob_without_match_rejected():
+    import pytest
+
+    from harness.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="matches no option of 'parallelism'"):
+        plan_sweep(["parallelism=glob(x*)"])

@@ -135,3 +135,10 @@ def test_failed_point_reported_and_others_measured(tmp_path):
         for path in tmp_path.glob("prefill_dep8/*/*/status.json")
     }
     assert statuses == {"done", "failed"}
+
+
+def test_error_message_keeps_brackets():
+    result = run_harness("sweep", "mode.name=prefil")
+
+    assert result.returncode == 2
+    assert "expected one of [aggregated, prefill, decode, disagg]" in result.stdout

@@ -29,7 +29,7 @@ SCHEMA_NAME = "harness_schema"
 def conf_dir() -> Path:
     """Return the config folder: $HARNESS_CONF_DIR, else conf/ beside the package."""
     override = os.environ.get("HARNESS_CONF_DIR")
-    path = Path(override) if override else Path(__file__).resolve().parents[2] / "conf"
+    path = Path(override) if override else repo_root() / "conf"
     if not (path / "config.yaml").is_file():
         raise ConfigError(
             f"config folder {path} has no config.yaml; install harness from its source "
@@ -41,7 +41,7 @@ def conf_dir() -> Path:
 def templates_dir() -> Path:
     """Return the engine template folder: $HARNESS_TEMPLATES_DIR, else templates/."""
     override = os.environ.get("HARNESS_TEMPLATES_DIR")
-    return Path(override) if override else Path(__file__).resolve().parents[2] / "templates"
+    return Path(override) if override else repo_root() / "templates"
 
 
 @dataclass(frozen=True)
@@ -56,13 +56,22 @@ class ComposedConfig:
         return self.choices.get("experiment") or "adhoc"
 
 
+def repo_root() -> Path:
+    """Return the folder that holds conf/, templates/ and scripts/ of this checkout."""
+    return Path(__file__).resolve().parents[2]
+
+
 def _register_schema() -> None:
     ConfigStore.instance().store(name=SCHEMA_NAME, node=HarnessConfig)
+    # ${harness_root:} lets configs name files of the checkout (a generated model, the
+    # vLLM venv) by absolute path, because jobs do not run in the submitting folder.
+    OmegaConf.register_new_resolver("harness_root", lambda: str(repo_root()), replace=True)
 
 
 def compose_config(overrides: list[str]) -> ComposedConfig:
     """Compose conf/config.yaml with the overrides, then validate the result."""
     _register_schema()
+    _reject_added_schema_keys(overrides)
     try:
         with initialize_config_dir(config_dir=str(conf_dir()), version_base=None):
             cfg = compose(config_name="config", overrides=overrides, return_hydra_config=True)
@@ -78,6 +87,27 @@ def compose_config(overrides: list[str]) -> ComposedConfig:
         del cfg["hydra"]
     validate_config(cfg)
     return ComposedConfig(cfg=cfg, choices=choices)
+
+
+def _reject_added_schema_keys(overrides: list[str]) -> None:
+    """Reject `+key=value` where the schema declares every key of key's section.
+
+    Hydra lets `+` add any key, but a key the schema does not declare is read by nothing,
+    so it would only change the point id. Free-form mappings (engine.args, engine.env,
+    cluster.sbatch_extra) and config groups (+experiment=...) may still be added to.
+    """
+    for override in overrides:
+        if not override.startswith("+") or "=" not in override:
+            continue
+        key = override.split("=", 1)[0].lstrip("+").split("@", 1)[0]
+        if (conf_dir() / key).is_dir():
+            continue
+        parent_path, _, leaf = key.rpartition(".")
+        node: Any = HarnessConfig
+        for part in parent_path.split(".") if parent_path else []:
+            node = _schema_child(node, part)
+        if is_dataclass(node) and leaf not in {item.name for item in fields(node)}:
+            raise ConfigError(f"unknown config key '{key}' in '{override}'. {valid_keys_hint(key)}")
 
 
 def load_point_config(path: Path | str) -> DictConfig:

@@ -9,8 +9,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import Override, ValueType
 from hydra.errors import HydraException
 
+from harness.config.compose import conf_dir
 from harness.errors import ConfigError
 
 # A string that Hydra's grammar reads back as the same string without quotes.
@@ -41,10 +43,33 @@ def parse_overrides(overrides: list[str]) -> ParsedOverrides:
                 raise ConfigError(f"cannot sweep a deletion: '{override.input_line}'")
             # get_key_element keeps the + of an added key (+engine.args.new_flag=1,2), so
             # every point's override adds it too.
-            axes[key] = list(override.sweep_string_iterator())
+            axes[key] = _sweep_values(override)
         else:
             fixed.append(override.input_line)
     return ParsedOverrides(fixed=fixed, axes=axes)
+
+
+def _sweep_values(override: Override) -> list[str]:
+    """Expand a sweep override into its values as override text.
+
+    glob() over a config group needs the group's options, which Hydra's parser only knows
+    inside a multirun; they are the YAML files of that group's folder under conf/.
+    """
+    if override.value_type != ValueType.GLOB_CHOICE_SWEEP:
+        return list(override.sweep_string_iterator())
+
+    group = override.key_or_group
+    folder = conf_dir() / group
+    if not folder.is_dir():
+        raise ConfigError(
+            f"glob() sweeps config group options, but '{group}' is not a config group: "
+            f"list the values instead, e.g. {group}=a,b"
+        )
+    options = sorted(path.stem for path in folder.glob("*.yaml"))
+    values = override.value().filter(options)
+    if not values:
+        raise ConfigError(f"'{override.input_line}' matches no option of '{group}': {', '.join(options)}")
+    return values
 
 
 def override_key(override: str) -> str:

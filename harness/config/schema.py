@@ -192,6 +192,9 @@ class EngineConfig:
     sglang_legacy_dp_attention: bool = False
     # Program and leading arguments of a worker, e.g. [python3, -m, sglang.launch_server].
     command: List[str] = field(default_factory=list)
+    # Flag that passes model.path (e.g. --model for vLLM's api_server module); null renders
+    # the path as a positional argument, as `vllm serve MODEL` takes it.
+    model_flag: Optional[str] = None
     # Jinja template under templates/ that renders one worker's argv, one argument a line.
     template: str = "sim.j2"
     # Engine flag name -> value; true renders a bare flag, false or null omits it.

@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from harness.config.compose import ComposedConfig, compose_config
 from harness.config.overrides import format_value, override_key, parse_overrides
+from harness.engines.validate import validate_engine
 from harness.launch.topology import Topology, build_topology
 
 logger = logging.getLogger(__name__)
@@ -23,7 +24,10 @@ logger = logging.getLogger(__name__)
 # Config sections that change what a point measures; cluster, results_dir, endpoint,
 # solver, the SLOs and the validity thresholds only change where it runs or how it is judged.
 _MEASURED_SECTIONS = ("engine", "model", "parallelism", "mode", "workload", "bench")
-_UNMEASURED_KEYS = {"engine": ("readiness",), "bench": ("slo", "validity")}
+_UNMEASURED_KEYS = {
+    "engine": ("readiness", "metrics", "metrics_path"),
+    "bench": ("slo", "validity"),
+}
 
 
 @dataclass(frozen=True)
@@ -82,6 +86,7 @@ def plan_sweep(overrides: list[str]) -> SweepPlan:
         swept = dict(zip(axes.keys(), combination))
         point_overrides = tuple(f"{key}={value}" for key, value in swept.items())
         composed = compose_config(parsed.fixed + list(point_overrides))
+        validate_engine(composed.cfg)
         point = Point(
             point_id=point_id(composed.cfg),
             swept=swept,

@@ -13,6 +13,7 @@ from omegaconf import DictConfig
 
 from harness.config.derived import effective_lengths
 from harness.errors import ConfigError
+from harness.loadgen.crosscheck import apply_cross_check, cross_check_tokens
 from harness.loadgen.records import write_records_parquet
 from harness.loadgen.runner import LevelResult, LevelSpec, ValidityThresholds
 from harness.results.io import write_json_atomic, write_parquet_atomic
@@ -130,6 +131,8 @@ def write_level_results(
     summary.json comes last because its presence marks the level as measured, so a
     crash before it makes a re-run measure the level again.
     """
+    apply_cross_check(result.summary, cross_check_tokens(result.records, server_metrics, level))
+
     write_parquet_atomic(paths.server_metrics, server_metrics)
     write_records_parquet(paths.requests(level), result.records)
     write_json_atomic(paths.summary(level), result.summary)
