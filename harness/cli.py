@@ -71,6 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
     collect.add_argument("paths", nargs="+", help="results, experiment, sweep or point folders")
     collect.add_argument("--output", help="Parquet file to write (default: <first path>/results.parquet)")
 
+    report = commands.add_parser("report", help="write an HTML report with PNG plots of result folders")
+    report.add_argument("paths", nargs="+", help="results, experiment, sweep or point folders")
+    report.add_argument("--output", help="folder for index.html and the PNG files (default: <first path>/report)")
+
     solve = commands.add_parser("solve", help="rate-matching: the xPyD split from measured points")
     solve.add_argument(
         "args", nargs="*",
@@ -121,6 +125,10 @@ def _dispatch(args: argparse.Namespace, console: Console) -> int:
         from harness.results.collect import collect_command
 
         return collect_command(args.paths, args.output)
+    if args.command == "report":
+        from harness.report.command import report_command
+
+        return report_command(args.paths, args.output, console)
     if args.command == "solve":
         from harness.solver.command import solve_command
 

@@ -13,6 +13,7 @@ Each pool's capacity in requests/s comes, in this order of preference, from
   decode workers of output tok/s x batch limit / mean running batch, / OSL.
 """
 
+import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
@@ -37,7 +38,7 @@ class CapacitySource(str, Enum):
 
 @dataclass(frozen=True)
 class PoolShape:
-    """What the rate matching needs of a disaggregated point's deployment."""
+    """Deployment of a disaggregated point: ISL, OSL, workers per pool and their GPUs."""
 
     isl: int
     osl: int
@@ -127,6 +128,8 @@ def rate_match(
         prompt = [] if level_frame is None else counter_deltas(level_frame, "prompt_tokens_total", "prefill")
         generation = [] if level_frame is None else counter_deltas(level_frame, "generation_tokens_total", "decode")
         prefill_tps = _summed_rate(prompt)
+        # NOTE: an engine whose prefill worker emits the first token may count it there,
+        # so the decode pool's counter can fall one token per request short of the client.
         decode_tps = _summed_rate(generation)
 
         prefill_capacity = _prefill_capacity(shape, isolated_prefill, level_frame, prompt)
@@ -163,6 +166,7 @@ def isolated_capacity(table: pd.DataFrame, role: Role, tokens_per_request: int) 
     if "mode.name" not in table.columns or not (table["mode.name"].astype(str) == role.value).any():
         return None
     rows, _ = select_role_rows(latest_rows(table), role, tokens_per_request)
+    # With no SLO, the percentile only names a latency column that nothing compares.
     best = role_capacity(rows, role, None, 90, tokens_per_request).best
     return IsolatedCapacity(role=role, point_id=best.point_id, level=best.level, tps_per_gpu=best.tps_per_gpu)
 
@@ -182,7 +186,11 @@ def decode_batch_limit(engine_args: dict, dp: int) -> int | None:
     """Return the max running requests of one worker from its engine args, or None when unset."""
     for key, per_rank in BATCH_LIMIT_KEYS:
         value = engine_args.get(key)
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+        # The collected table stores a flag as text ("256") when points give it values of several types.
+        if isinstance(value, str) and value.isdigit():
+            value = int(value)
+        # numbers.Real covers numpy's int64 of a table cell; bool is excluded on purpose.
+        if isinstance(value, numbers.Real) and not isinstance(value, bool) and value > 0:
             return int(value) * (dp if per_rank else 1)
     return None
 

@@ -18,9 +18,10 @@ from harness.loadgen.sampler import COLUMNS
 
 logger = logging.getLogger(__name__)
 
-# Busy time of a worker in seconds, a counter that only the simulator may export. The
-# sampler stores it under this field name once engine.metrics names it, and older files
-# may carry only the Prometheus name.
+# Busy seconds of a worker, a counter in the simulator's naming. A file may store it
+# under the field name or only under the Prometheus name.
+# NOTE: the sampler stores only the fields of MetricNames, which has no busy time yet,
+# so today's files never contain it and the prefill capacity estimate is not drawn.
 BUSY_SECONDS_METRIC = "busy_seconds_total"
 BUSY_SECONDS_NAME = "sim:busy_seconds_total"
 
@@ -56,7 +57,7 @@ def read_server_metrics(path: Path) -> pd.DataFrame | None:
     missing = [column for column in COLUMNS if column not in frame.columns]
     if missing:
         raise ResultsError(
-            f"{path} lacks the columns {missing}; it was not written by the harness metrics "
+            f"{path} is missing the columns {missing}; it was not written by the harness metrics "
             "sampler, so re-run the point"
         )
     return frame
@@ -91,7 +92,7 @@ def counter_deltas(level_frame: pd.DataFrame, metric: str, role: str) -> list[Co
     """Return each role worker's counter delta within one level's rows, sorted by worker.
 
     A worker with fewer than two samples is left out. So is a counter that went down,
-    which means that the worker restarted during the level, and a warning is logged.
+    a sign that the worker restarted during the level, and a warning is logged.
     """
     rows = metric_rows(role_rows(level_frame, role), metric)
     deltas = []
@@ -104,8 +105,8 @@ def counter_deltas(level_frame: pd.DataFrame, metric: str, role: str) -> list[Co
         delta = float(last["value"]) - float(first["value"])
         if delta < 0:
             logger.warning(
-                "counter %s of worker %s fell from %s to %s in level %s; the worker restarted, "
-                "so its delta is left out",
+                "counter %s of worker %s fell from %s to %s in level %s, so the worker probably "
+                "restarted and its delta is left out",
                 metric, worker, first["value"], last["value"], first["level"],
             )
             continue

@@ -4,6 +4,7 @@ A rename within one file system is atomic on POSIX, so a reader (or a re-run aft
 crash) sees either the previous file or the complete new one, never a partial file.
 """
 
+import functools
 import json
 import os
 import tempfile
@@ -13,10 +14,20 @@ from typing import Any
 import pandas as pd
 
 
+@functools.cache
+def _current_umask() -> int:
+    # os.umask can only be read by setting it, so read it once rather than on every write.
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _atomic_replace(path: Path, write) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        # mkstemp creates the file 0600; results are shared, so apply the usual 0666 & ~umask.
+        os.fchmod(fd, 0o666 & ~_current_umask())
         with os.fdopen(fd, "wb") as handle:
             write(handle)
             handle.flush()

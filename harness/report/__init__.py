@@ -1,0 +1,1 @@
+"""Static HTML report with PNG plots of collected results (`harness report`)."""
