@@ -151,6 +151,7 @@ def test_bench_writes_server_metrics(bench_run):
     assert set(metrics["worker"]) == {"endpoint"}
     assert set(last.index) == {
         "queue_depth", "running_requests", "kv_usage", "prompt_tokens_total", "generation_tokens_total",
+        "busy_seconds_total",
     }
     # A fresh server: 7 requests of 8 output and 64 prompt tokens between the first and
     # last scrape, 7 x 8 = 56 and 7 x 64 = 448.

@@ -208,7 +208,7 @@ def test_parse_sim_exposition():
     assert exposition.total("sim:num_requests_waiting").value == 2.0
     assert exposition.total("sim:kv_cache_usage_perc").value == 0.25
     assert exposition.total("sim:generation_tokens").value == 80.0
-    assert exposition.samples[0].labels == {"model_name": 'model "quoted" \\ name'}
+    assert exposition.samples[0].labels == {"model_name": 'model "quoted" \\ name', "role": "aggregated"}
 
 
 @pytest.fixture
@@ -292,7 +292,9 @@ def test_sampler_skips_null_names(sim_url):
         sampler.start("c1")
         frame = sampler.stop()
 
-    assert set(frame["metric"]) == {"running_requests", "prompt_tokens_total", "generation_tokens_total"}
+    assert set(frame["metric"]) == {
+        "running_requests", "prompt_tokens_total", "generation_tokens_total", "busy_seconds_total",
+    }
 
 
 def test_sampler_levels_apart(sim_url):

@@ -73,6 +73,8 @@ class MetricNames:
     kv_usage: Optional[str] = None
     prompt_tokens_total: Optional[str] = None
     generation_tokens_total: Optional[str] = None
+    # Seconds the engine spent running steps, for a utilisation estimate (the simulator's).
+    busy_seconds_total: Optional[str] = None
 
 
 @dataclass

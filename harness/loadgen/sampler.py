@@ -35,6 +35,7 @@ METRIC_FIELDS = (
     "kv_usage",
     "prompt_tokens_total",
     "generation_tokens_total",
+    "busy_seconds_total",
 )
 COLUMNS = ("level", "worker", "wall_ns", "perf_ns", "metric", "name", "value", "series")
 _DTYPES = {

@@ -4,6 +4,9 @@ Streamed tokens are written by the scheduler's step loop straight to each connec
 transport, framed as HTTP/1.1 chunks, so a step costs one socket write per stream and no
 task switch. The handler task only opens the response and, when the request ends, writes
 the last events together with the end of the body.
+
+The server runs one role (see roles.py): aggregated, prefill or decode. A prefill server
+also serves POST KV_RELEASE_PATH, which frees the KV that a hand-off holds.
 """
 
 import json
@@ -30,7 +33,9 @@ from harness.sim.prometheus import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from harness.sim.prometheus import render_metrics
 from harness.sim.protocol import GenerationRequest, InvalidRequest, parse_generation_request
 from harness.sim.request import RequestState, SimRequest
-from harness.sim.scheduler import EngineLimits, Scheduler
+from harness.sim.role_rules import check_fits, check_role, new_engine_request
+from harness.sim.roles import KV_HOLD_FIELD, KV_RELEASE_PATH, Role
+from harness.sim.scheduler import DEFAULT_KV_HOLD_TIMEOUT_S, EngineLimits, Scheduler
 from harness.sim.token_log import TokenLog
 
 logger = logging.getLogger(__name__)
@@ -46,6 +51,8 @@ class ServerSettings:
     cost: StepCostModel
     limits: EngineLimits
     token_log_path: Path | None = None
+    role: Role = Role.AGGREGATED
+    kv_hold_timeout_s: float = DEFAULT_KV_HOLD_TIMEOUT_S
 
 
 SETTINGS_KEY = web.AppKey("settings", ServerSettings)
@@ -66,13 +73,15 @@ def build_app(settings: ServerSettings) -> web.Application:
     app.router.add_get("/metrics", _metrics)
     app.router.add_post("/v1/completions", _completions)
     app.router.add_post("/v1/chat/completions", _chat_completions)
+    if settings.role is Role.PREFILL:
+        app.router.add_post(KV_RELEASE_PATH, _release_kv)
     return app
 
 
 async def _scheduler_context(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS_KEY]
     token_log = None if settings.token_log_path is None else TokenLog(settings.token_log_path)
-    scheduler = Scheduler(settings.cost, settings.limits, token_log)
+    scheduler = Scheduler(settings.cost, settings.limits, token_log, settings.kv_hold_timeout_s)
     app[SCHEDULER_KEY] = scheduler
     scheduler.start()
     yield
@@ -96,8 +105,34 @@ async def _models(request: web.Request) -> web.Response:
 
 
 async def _metrics(request: web.Request) -> web.Response:
-    text = render_metrics(request.app[SCHEDULER_KEY].stats(), request.app[SETTINGS_KEY].model_name)
+    settings = request.app[SETTINGS_KEY]
+    text = render_metrics(request.app[SCHEDULER_KEY].stats(), settings.model_name, settings.role)
     return web.Response(body=text.encode(), headers={"Content-Type": METRICS_CONTENT_TYPE})
+
+
+async def _release_kv(request: web.Request) -> web.Response:
+    try:
+        body = json.loads(await request.read())
+    except ValueError as exc:
+        logger.debug("Rejected a KV release: body is not valid JSON: %s", exc)
+        return _error(400, f"request body is not valid JSON: {exc}")
+    request_id = body.get("request_id") if isinstance(body, dict) else None
+    if not isinstance(request_id, str):
+        logger.debug("Rejected a KV release without a request_id string: %.200r", body)
+        message = f"request_id must be the id of the prefill response, got {request_id!r}"
+        return _error(400, message, "request_id")
+
+    if not request.app[SCHEDULER_KEY].release_kv(request_id):
+        logger.debug("No KV held for request %s at its release call", request_id)
+        timeout_s = request.app[SETTINGS_KEY].kv_hold_timeout_s
+        return _error(
+            404,
+            f"no KV is held for request {request_id!r}: it was released already, its hold "
+            f"timed out after {timeout_s:g} s, or the request did not set {KV_HOLD_FIELD}",
+            "request_id",
+        )
+    logger.debug("Released the held KV of request %s", request_id)
+    return web.json_response({"request_id": request_id, "released": True})
 
 
 async def _completions(request: web.Request) -> web.StreamResponse:
@@ -117,7 +152,11 @@ async def _generate(request: web.Request, endpoint: Endpoint) -> web.StreamRespo
         return _error(400, f"request body is not valid JSON: {exc}")
     try:
         parsed = parse_generation_request(endpoint, body)
-        _check_fits(parsed, settings)
+        check_role(parsed, settings.role)
+        check_fits(
+            parsed, settings.role, settings.model_name, settings.context_length,
+            settings.limits.kv_capacity_tokens,
+        )
     except InvalidRequest as exc:
         logger.debug("Rejected %s with status %d: %s", request.path, exc.status, exc.message)
         return _error(exc.status, exc.message, exc.param)
@@ -129,38 +168,17 @@ async def _generate(request: web.Request, endpoint: Endpoint) -> web.StreamRespo
     if parsed.stream:
         return await _stream(request, parsed, resp_id)
 
-    sim_request = SimRequest(resp_id, parsed.prompt_tokens, parsed.max_tokens)
+    sim_request = new_engine_request(parsed, resp_id, settings.role)
     if not await _run_to_end(request, sim_request):
         message = "the server stopped before the request finished, retry on a running server"
         return _error(503, message)
+    # A decode worker's usage also counts the first token, which the prefill worker generated.
+    text_tokens = sim_request.max_tokens - 1 if parsed.prefilled else sim_request.max_tokens
     body = completion_body(
-        endpoint, resp_id, settings.model_name, parsed.prompt_tokens, parsed.max_tokens
+        endpoint, resp_id, settings.model_name, parsed.prompt_tokens, sim_request.max_tokens,
+        text_tokens,
     )
     return web.json_response(body)
-
-
-def _check_fits(parsed: GenerationRequest, settings: ServerSettings) -> None:
-    """Raise InvalidRequest for a wrong model or a request larger than the engine."""
-    if parsed.model != settings.model_name:
-        raise InvalidRequest(
-            f"model {parsed.model!r} not found. This server serves {settings.model_name!r}",
-            "model",
-            status=404,
-        )
-
-    total_tokens = parsed.prompt_tokens + parsed.max_tokens
-    limits = (
-        ("context length", settings.context_length),
-        ("KV cache capacity", settings.limits.kv_capacity_tokens),
-    )
-    for limit_name, limit_tokens in limits:
-        if total_tokens > limit_tokens:
-            raise InvalidRequest(
-                f"prompt ({parsed.prompt_tokens} tokens) + max_tokens ({parsed.max_tokens}) = "
-                f"{total_tokens} tokens exceeds the {limit_name} of {limit_tokens} tokens. "
-                "Shorten the prompt or lower max_tokens",
-                "max_tokens",
-            )
 
 
 async def _run_to_end(request: web.Request, sim_request: SimRequest) -> bool:
@@ -226,7 +244,7 @@ async def _stream(
     await response.prepare(request)
 
     stream = _EventStream(request, chunked, renderer)
-    sim_request = SimRequest(resp_id, parsed.prompt_tokens, parsed.max_tokens, stream.on_token)
+    sim_request = new_engine_request(parsed, resp_id, settings.role, stream.on_token)
     finished = await _run_to_end(request, sim_request)
 
     if finished:

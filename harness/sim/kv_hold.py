@@ -2,8 +2,8 @@
 
 In disaggregated serving the decode worker reads the prompt's KV from the prefill worker,
 so the prefill worker may free it only after the transfer. Here the router confirms the
-transfer with a release call, and a hold that nobody releases is freed after a timeout,
-so that a lost router cannot fill the KV cache for good.
+transfer with a release call. A hold without a release call is freed after a timeout,
+so that a router that is gone cannot fill the KV cache for good.
 """
 
 import asyncio

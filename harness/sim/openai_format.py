@@ -63,10 +63,19 @@ def models_body(model_name: str, context_length: int, created_s: int) -> dict[st
 
 
 def completion_body(
-    endpoint: Endpoint, resp_id: str, model_name: str, prompt_tokens: int, completion_tokens: int
+    endpoint: Endpoint,
+    resp_id: str,
+    model_name: str,
+    prompt_tokens: int,
+    completion_tokens: int,
+    text_tokens: int | None = None,
 ) -> dict[str, Any]:
-    """Build the non-streaming response of a request that generated completion_tokens."""
-    text = TOKEN_TEXT * completion_tokens
+    """Build the non-streaming response of a request that generated completion_tokens.
+
+    text_tokens, when set, is the number of tokens in the text, for a decode worker whose
+    usage also counts the first token that the prefill worker generated.
+    """
+    text = TOKEN_TEXT * (completion_tokens if text_tokens is None else text_tokens)
     if endpoint is Endpoint.COMPLETIONS:
         object_type = "text_completion"
         choice: dict[str, Any] = {"index": 0, "text": text}

@@ -1,6 +1,8 @@
 """Prometheus text exposition (format 0.0.4) of the simulator's scheduler state."""
 
-from harness.sim.scheduler import MAX_SCHEDULE_LAG_NS, SchedulerStats
+from harness.sim.roles import Role
+from harness.sim.scheduler import MAX_SCHEDULE_LAG_NS
+from harness.sim.stats import SchedulerStats
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -44,6 +46,24 @@ _METRICS = (
     ),
     ("sim:steps_total", "counter", "Engine steps run.", lambda s: s.steps_total),
     (
+        "sim:busy_seconds_total",
+        "counter",
+        "Modelled time of the steps run, in seconds. Its rate is the engine's utilisation.",
+        lambda s: s.busy_seconds_total,
+    ),
+    (
+        "sim:num_requests_kv_held",
+        "gauge",
+        "Finished prefill requests whose KV stays reserved until the router releases it.",
+        lambda s: s.num_requests_kv_held,
+    ),
+    (
+        "sim:kv_hold_timeouts_total",
+        "counter",
+        "KV holds freed by their timeout because no release call came.",
+        lambda s: s.kv_hold_timeouts_total,
+    ),
+    (
         "sim:schedule_resets_total",
         "counter",
         f"Times the step loop fell more than {MAX_SCHEDULE_LAG_NS // 1_000_000} ms behind its "
@@ -53,13 +73,15 @@ _METRICS = (
 )
 
 
-def _escape_label_value(value: str) -> str:
+def escape_label_value(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
-def render_metrics(stats: SchedulerStats, model_name: str) -> str:
-    """Render every metric with HELP and TYPE lines and a model_name label."""
-    label = f'{{model_name="{_escape_label_value(model_name)}"}}'
+def render_metrics(
+    stats: SchedulerStats, model_name: str, role: Role = Role.AGGREGATED
+) -> str:
+    """Render every metric with HELP and TYPE lines and model_name and role labels."""
+    label = f'{{model_name="{escape_label_value(model_name)}",role="{role.value}"}}'
     lines: list[str] = []
     for name, metric_type, help_text, value_of in _METRICS:
         lines.append(f"# HELP {name} {help_text}")

@@ -1,48 +1,26 @@
 """Command line of the simulated engine: parse flags, serve until SIGTERM or SIGINT.
 
-Run it as `python -m harness sim ...` or `python -m harness.sim.server ...`.
+Run it as `python -m harness sim ...` or `python -m harness.sim.server ...`. With `router`
+as the first argument (`python -m harness sim router ...`) it runs the disaggregated
+router of harness/sim/router/ instead.
 """
 
 import argparse
 import asyncio
 import logging
-import signal
+import sys
 from pathlib import Path
 
-from aiohttp import web
-
 from harness.config.schema import SimProfile
-from harness.errors import HarnessError, LaunchError
+from harness.errors import HarnessError
 from harness.sim.app import SCHEDULER_KEY, ServerSettings, build_app
+from harness.sim.arg_types import non_negative_float, positive_float, positive_int
 from harness.sim.model import StepCostModel
-from harness.sim.scheduler import EngineLimits
+from harness.sim.roles import Role
+from harness.sim.scheduler import DEFAULT_KV_HOLD_TIMEOUT_S, EngineLimits
+from harness.sim.serving import start_site, wait_for_stop_signal
 
 logger = logging.getLogger(__name__)
-
-# A load generator opens thousands of connections at once, more than aiohttp's default
-# backlog of 128 queues. The kernel caps this value at net.core.somaxconn.
-LISTEN_BACKLOG = 4096
-SHUTDOWN_TIMEOUT_S = 5.0
-
-
-def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text!r}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "OpenAI-compatible server whose timing follows a continuous-batching step model."
         ),
+        epilog="`harness sim router --help` describes the router of disaggregated runs.",
     )
     parser.add_argument(
         "--host", default="127.0.0.1", help="address to listen on (default: %(default)s)"
@@ -63,21 +42,37 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--model-name", default="tiny", help="served model name (default: %(default)s)"
     )
+    parser.add_argument(
+        "--role", type=Role, default=Role.AGGREGATED, choices=list(Role),
+        metavar="{" + ",".join(role.value for role in Role) + "}",
+        help=(
+            "worker role: aggregated serves whole requests, prefill generates only the first "
+            "token, and decode serves only requests prefilled elsewhere, which "
+            "`harness sim router` sends (default: aggregated)"
+        ),
+    )
+    parser.add_argument(
+        "--kv-hold-timeout-s", type=positive_float, default=DEFAULT_KV_HOLD_TIMEOUT_S,
+        help=(
+            "prefill role: seconds that a request's KV stays reserved for its hand-off when "
+            "the router does not release it (default: %(default)s)"
+        ),
+    )
 
     parser.add_argument(
-        "--context-length", type=_positive_int, default=4096,
+        "--context-length", type=positive_int, default=4096,
         help="maximum prompt + max_tokens per request, in tokens (default: %(default)s)",
     )
     parser.add_argument(
-        "--max-running-requests", type=_positive_int, default=256,
+        "--max-running-requests", type=positive_int, default=256,
         help="maximum requests in the batch at once (default: %(default)s)",
     )
     parser.add_argument(
-        "--chunked-prefill-size", type=_positive_int, default=8192,
+        "--chunked-prefill-size", type=positive_int, default=8192,
         help="maximum prefill tokens per step (default: %(default)s)",
     )
     parser.add_argument(
-        "--kv-capacity-tokens", type=_positive_int, default=profile.kv_capacity_tokens,
+        "--kv-capacity-tokens", type=positive_int, default=profile.kv_capacity_tokens,
         help=(
             "KV cache size in tokens, of which each request reserves prompt + max_tokens "
             "(default: %(default)s)"
@@ -85,19 +80,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     parser.add_argument(
-        "--step-overhead-us", type=_non_negative_float, default=profile.step_overhead_us,
+        "--step-overhead-us", type=non_negative_float, default=profile.step_overhead_us,
         help="fixed time of every step, in microseconds (default: %(default)s)",
     )
     parser.add_argument(
-        "--prefill-us-per-token", type=_non_negative_float, default=profile.prefill_us_per_token,
+        "--prefill-us-per-token", type=non_negative_float, default=profile.prefill_us_per_token,
         help="step time per prefill token, in microseconds (default: %(default)s)",
     )
     parser.add_argument(
-        "--decode-us-per-seq", type=_non_negative_float, default=profile.decode_us_per_seq,
+        "--decode-us-per-seq", type=non_negative_float, default=profile.decode_us_per_seq,
         help="step time per decoding request, in microseconds (default: %(default)s)",
     )
     parser.add_argument(
-        "--context-us-per-token", type=_non_negative_float, default=profile.context_us_per_token,
+        "--context-us-per-token", type=non_negative_float, default=profile.context_us_per_token,
         help=(
             "step time per context token of the decoding requests, in microseconds "
             "(default: %(default)s)"
@@ -131,6 +126,8 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
             kv_capacity_tokens=args.kv_capacity_tokens,
         ),
         token_log_path=args.token_log,
+        role=args.role,
+        kv_hold_timeout_s=args.kv_hold_timeout_s,
     )
 
 
@@ -139,6 +136,13 @@ def main(argv: list[str] | None = None) -> int:
 
     Raises LaunchError when the address cannot be bound.
     """
+    if argv is None:
+        argv = sys.argv[1:]
+    if argv[:1] == ["router"]:
+        from harness.sim.router.cli import main as router_main
+
+        return router_main(argv[1:])
+
     args = build_parser().parse_args(argv)
     # basicConfig does nothing when the caller (the harness CLI) has configured logging.
     logging.basicConfig(
@@ -151,38 +155,20 @@ def main(argv: list[str] | None = None) -> int:
 async def serve(settings: ServerSettings, host: str, port: int) -> None:
     """Run the server on host:port until the process receives SIGTERM or SIGINT."""
     app = build_app(settings)
-    runner = web.AppRunner(
-        app, handler_cancellation=True, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S
-    )
-    await runner.setup()
-    site = web.TCPSite(runner, host, port, backlog=LISTEN_BACKLOG)
-    try:
-        await site.start()
-    except OSError as exc:
-        await runner.cleanup()
-        raise LaunchError(
-            f"simulated engine cannot listen on {host}:{port}: {exc}. Pick another --port "
-            "or stop the process that uses it"
-        ) from exc
-
-    bound_port = runner.addresses[0][1]
+    runner, bound_port = await start_site(app, host, port, "simulated engine")
     cost, limits = settings.cost, settings.limits
     logger.info(
-        "Simulated engine listening on http://%s:%d: model %s, context_length %d, "
+        "Simulated %s engine listening on http://%s:%d: model %s, context_length %d, "
         "max_running_requests %d, chunked_prefill_size %d, kv_capacity_tokens %d, "
         "step_overhead_us %g, prefill_us_per_token %g, decode_us_per_seq %g, "
-        "context_us_per_token %g, token log %s",
-        host, bound_port, settings.model_name, settings.context_length, limits.max_running_requests,
-        limits.chunked_prefill_size, limits.kv_capacity_tokens, cost.step_overhead_us,
-        cost.prefill_us_per_token, cost.decode_us_per_seq, cost.context_us_per_token,
-        settings.token_log_path or "off",
+        "context_us_per_token %g, kv_hold_timeout_s %g, token log %s",
+        settings.role.value, host, bound_port, settings.model_name, settings.context_length,
+        limits.max_running_requests, limits.chunked_prefill_size, limits.kv_capacity_tokens,
+        cost.step_overhead_us, cost.prefill_us_per_token, cost.decode_us_per_seq,
+        cost.context_us_per_token, settings.kv_hold_timeout_s, settings.token_log_path or "off",
     )
 
-    stop_requested = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, _request_stop, stop_requested, signum)
-    await stop_requested.wait()
+    await wait_for_stop_signal()
 
     # Stopping the scheduler first ends every open stream with an error event, so the
     # runner does not wait for handlers until its shutdown timeout.
@@ -194,11 +180,6 @@ async def serve(settings: ServerSettings, host: str, port: int) -> None:
         stats.request_success_total,
         stats.steps_total,
     )
-
-
-def _request_stop(stop_requested: asyncio.Event, signum: int) -> None:
-    logger.info("Received %s, stopping", signal.Signals(signum).name)
-    stop_requested.set()
 
 
 if __name__ == "__main__":

@@ -14,11 +14,12 @@ class SchedulerStats:
     request_success_total: int
     steps_total: int
     schedule_resets_total: int
-    # Sum of the modelled step times. It excludes the lateness of schedule resets.
-    busy_ns_total: int
-    # Finished prefill requests whose KV waits for its hand-off, and holds that timed out.
-    num_requests_kv_held: int
-    kv_hold_timeouts_total: int
+    # Sum of the modelled step times, so a step that ran late counts only its modelled time.
+    busy_ns_total: int = 0
+    # Finished prefill requests whose KV stays reserved for the hand-off, and the
+    # reservations that their timeout freed.
+    num_requests_kv_held: int = 0
+    kv_hold_timeouts_total: int = 0
 
     @property
     def busy_seconds_total(self) -> float:
