@@ -1,7 +1,7 @@
 """The load generators under test: how to start one level of each and how to read what it recorded.
 
 Each tool runs as its own process (pinned by the caller), sends `isl` prompt tokens
-and asks for exactly `osl` output tokens with ignore_eos, streams to /v1/completions
+and requests exactly `osl` output tokens with ignore_eos, streams to /v1/completions
 and stops after a fixed number of requests at a fixed concurrency.
 """
 
@@ -121,9 +121,9 @@ class AIPerfTool:
             "--extra-inputs", f"min_tokens:{plan.osl}",
             "--random-seed", "0",
             "--ui-type", "none",
-            # Both scrapers would poll addresses other than the simulator: DCGM exporters
-            # on localhost:9400 and 9401, and the server's /metrics, which the benchmark
-            # already reads.
+            # AIPerf 0.13.0 polls DCGM exporters on localhost:9400 and 9401 by default,
+            # which this benchmark does not start, and would add its own scrapes of the
+            # simulator's /metrics to those of the benchmark.
             "--no-gpu-telemetry",
             "--no-server-metrics",
             "--output-artifact-dir", str(work_dir),
@@ -189,7 +189,7 @@ class GuideLLMTool:
         with open(work_dir / "benchmarks.json", encoding="utf-8") as report_file:
             report = json.load(report_file)
         benchmark = report["benchmarks"][0]
-        made = benchmark["scheduler_metrics"]["requests_made"]
+        requests_made = benchmark["scheduler_metrics"]["requests_made"]
         observed = []
         for request in benchmark["requests"]["successful"]:
             timings = request["info"]["timings"]
@@ -205,5 +205,5 @@ class GuideLLMTool:
                     clock="wall",
                 )
             )
-        failed = int(made.get("errored", 0)) + int(made.get("incomplete", 0))
+        failed = int(requests_made.get("errored", 0)) + int(requests_made.get("incomplete", 0))
         return ToolOutcome(completed=len(observed), failed=failed, observed=observed)

@@ -14,6 +14,7 @@ import argparse
 import datetime
 import logging
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -28,7 +29,7 @@ from benchmarks.report import LevelRow, best_row, evaluate_targets, judge_row, r
 from benchmarks.sampling import Sampler, steady_window
 from benchmarks.sim_process import SimServer, start_sim, stop_sim
 from benchmarks.tokenizer import write_byte_tokenizer
-from harness.errors import HarnessError
+from harness.errors import ConfigError, HarnessError
 from harness.results.io import write_json_atomic
 
 logger = logging.getLogger("benchmarks.loadgen_bench")
@@ -49,6 +50,18 @@ def _int_list(text: str) -> list[int]:
     return values
 
 
+def parse_cpu_list(text: str) -> set[int]:
+    """Parse a taskset CPU list such as "0", "0,2" or "1-3" into a set of CPU numbers."""
+    cpus: set[int] = set()
+    for item in text.split(","):
+        first, _, last = item.partition("-")
+        try:
+            cpus.update(range(int(first), int(last or first) + 1))
+        except ValueError:
+            raise ConfigError(f"invalid CPU list {text!r}; use numbers and ranges such as 0,2 or 1-3") from None
+    return cpus
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.loadgen_bench", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="two levels and fewer requests, about 2 minutes")
@@ -62,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="harness worker processes to measure, e.g. 1,2 (default: 1, plus 2 when harness "
         "supports LevelSpec.client_processes and --quick is not given)",
     )
+
     parser.add_argument("--tools", default=",".join(TOOL_NAMES), help="comma-separated tools (default: %(default)s)")
     parser.add_argument("--isl", type=int, default=16, help="prompt tokens (default: %(default)s)")
     parser.add_argument("--osl", type=int, default=256, help="output tokens (default: %(default)s)")
@@ -69,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--step-us", type=float, default=1000.0,
         help="simulator step time in microseconds; events/s = running requests x steps/s (default: %(default)s)",
     )
+
     parser.add_argument("--server-cpus", default="0", help="taskset CPU list of the simulator (default: %(default)s)")
     parser.add_argument("--client-cpus", default="1", help="taskset CPU list of the load generators (default: %(default)s)")
     parser.add_argument(
@@ -80,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="share of time the server may wait for its CPU (held by other processes) before a "
         "level is invalid (default: %(default)s)",
     )
+
     parser.add_argument("--sample-interval-s", type=float, default=0.1, help="sampling period (default: %(default)s)")
     parser.add_argument("--venv-dir", type=Path, default=VENV_DIR, help="venvs of scripts/install_bench_tools.sh")
     parser.add_argument("--work-dir", type=Path, help="folder for logs and tool outputs (default: a new temporary folder)")
@@ -96,7 +112,7 @@ def build_tools(names: list[str], venv_dir: Path, tokenizer_dir: Path) -> list[L
             tools.append(HarnessTool())
             continue
         if name not in TOOL_NAMES:
-            raise SystemExit(f"unknown tool {name!r} in --tools; choose from {', '.join(TOOL_NAMES)}")
+            raise ConfigError(f"unknown tool {name!r} in --tools; choose from {', '.join(TOOL_NAMES)}")
         executable = venv_dir / name / "bin" / name
         if not executable.exists():
             logger.warning("%s is not installed at %s; run scripts/install_bench_tools.sh %s", name, executable, name)
@@ -121,14 +137,19 @@ def run_level(
 
     started_s = time.monotonic()
     with open(level_dir / "tool.log", "wb") as tool_log:
-        process = subprocess.Popen(argv, cwd=level_dir, env=env, stdout=tool_log, stderr=subprocess.STDOUT)
+        # A session of its own, so that a timeout can stop the tool's worker processes too.
+        process = subprocess.Popen(
+            argv, cwd=level_dir, env=env, stdout=tool_log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         sampler = Sampler(server.metrics_url, server.process.pid, process.pid, args.sample_interval_s)
         sampler.start()
         try:
             exit_code = process.wait(timeout=LEVEL_TIMEOUT_S)
         except subprocess.TimeoutExpired:
-            logger.error("%s did not finish within %s s; killing pid %d", tool.name, LEVEL_TIMEOUT_S, process.pid)
-            process.kill()
+            logger.error(
+                "%s timed out after %s s; killing its process group %d", tool.name, LEVEL_TIMEOUT_S, process.pid
+            )
+            os.killpg(process.pid, signal.SIGKILL)
             exit_code = process.wait()
         samples = sampler.stop()
 
@@ -178,7 +199,8 @@ def half_max_plan(rows: list[LevelRow], args: argparse.Namespace, waves: int) ->
     lowest = min(valid, key=lambda row: row.concurrency)
     assert lowest.window is not None
     concurrency = max(1, round(best.window.events_per_s / 2 / lowest.window.steps_per_s))
-    return LevelPlan(concurrency, concurrency * waves, args.isl, args.osl, processes=1)
+    # Twice the waves of a sweep level, for more samples in the p99 errors.
+    return LevelPlan(concurrency, concurrency * waves * 2, args.isl, args.osl, processes=1)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -186,6 +208,14 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(message)s"
     )
+    server_cpus = parse_cpu_list(args.server_cpus)
+    overlap = server_cpus & parse_cpu_list(args.client_cpus)
+    if overlap:
+        raise ConfigError(
+            f"--server-cpus {args.server_cpus} and --client-cpus {args.client_cpus} share CPUs "
+            f"{sorted(overlap)}; give the server and the client separate CPUs"
+        )
+
     concurrencies = args.concurrency or ([32, 128] if args.quick else [8, 32, 64, 128, 256])
     waves = args.waves or (4 if args.quick else 6)
     processes_list = args.client_processes or ([1, 2] if supports_client_processes() and not args.quick else [1])
@@ -197,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     logger.info("work folder %s; machine %s, %s CPUs", work_dir, facts["cpu_model"], facts["logical_cpus"])
 
     # The sampler thread shares the server's CPU, so that it takes nothing from the client.
-    os.sched_setaffinity(0, {int(cpu) for cpu in args.server_cpus.split(",")})
+    os.sched_setaffinity(0, server_cpus)
     server = start_sim(args.server_cpus, args.step_us, work_dir)
     rows: list[LevelRow] = []
     half_row = None

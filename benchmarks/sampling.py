@@ -187,6 +187,9 @@ class Sampler:
             next_ns += int(self.interval_s * 1e9)
             self._stop.wait(max(0.0, (next_ns - time.perf_counter_ns()) / 1e9))
 
+    def _last_client_cpu_s(self) -> float:
+        return self.samples[-1].client_cpu_s if self.samples else 0.0
+
     def _take(self) -> None:
         try:
             counters = scrape_counters(self.metrics_url)
@@ -207,7 +210,9 @@ class Sampler:
                 running=counters.get("running", 0.0),
                 schedule_resets=counters.get("schedule_resets", 0.0),
                 server_cpu_s=tree_cpu_s([self.server_pid]),
-                client_cpu_s=tree_cpu_s(self._client_pids),
+                # The client's time vanishes once its process is reaped, and CPU time
+                # never decreases, so the last sample keeps the previous value.
+                client_cpu_s=max(tree_cpu_s(self._client_pids), self._last_client_cpu_s()),
                 server_wait_s=process_wait_s(self.server_pid),
                 sampler_cpu_s=self._sampler_cpu_s,
             )

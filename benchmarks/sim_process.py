@@ -47,7 +47,7 @@ def start_sim(cpus: str, step_us: float, work_dir: Path) -> SimServer:
 
     Every running request gets one token per step, so the event rate is the number of
     running requests times the steps per second. Raises LaunchError when the server
-    exits or does not answer /health within START_TIMEOUT_S.
+    exits or /health does not return 200 within START_TIMEOUT_S.
     """
     port = free_port()
     token_log_path = work_dir / "token_log.jsonl"
@@ -86,7 +86,7 @@ def start_sim(cpus: str, step_us: float, work_dir: Path) -> SimServer:
         except (urllib.error.URLError, OSError):
             time.sleep(0.1)
     stop_sim(server)
-    raise LaunchError(f"the simulator did not answer /health within {START_TIMEOUT_S} s; see {log_path}")
+    raise LaunchError(f"the simulator's /health did not return 200 within {START_TIMEOUT_S} s; see {log_path}")
 
 
 def stop_sim(server: SimServer) -> None:

@@ -19,9 +19,11 @@ from benchmarks.ground_truth import (
     read_token_log,
     summarize_errors_ms,
 )
+from benchmarks.loadgen_bench import parse_cpu_list
 from benchmarks.report import LevelRow, evaluate_targets, judge_row
 from benchmarks.sampling import Sample, WindowFigures, process_tree, process_wait_s, steady_window, tree_cpu_s
 from benchmarks.tokenizer import byte_alphabet
+from harness.errors import ConfigError
 
 MS = 1_000_000
 
@@ -151,6 +153,17 @@ def test_process_tree_finds_child():
     finally:
         child.kill()
         child.wait()
+
+
+def test_cpu_list_ranges():
+    assert parse_cpu_list("0") == {0}
+    assert parse_cpu_list("0,2") == {0, 2}
+    assert parse_cpu_list("1-3,5") == {1, 2, 3, 5}
+
+
+def test_cpu_list_invalid():
+    with pytest.raises(ConfigError):
+        parse_cpu_list("a-b")
 
 
 def test_byte_alphabet_unique_printable():
