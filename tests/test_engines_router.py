@@ -153,7 +153,7 @@ def test_router_needed_per_mode():
     }
 
     assert needed == {
-        ("sim", False): False, ("sim", True): False,
+        ("sim", False): False, ("sim", True): True,
         ("sglang", False): False, ("sglang", True): True,
         ("vllm", False): False, ("vllm", True): True,
         ("trtllm", False): False, ("trtllm", True): True,

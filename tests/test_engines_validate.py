@@ -28,7 +28,7 @@ def test_disagg_renders(engine):
 
 def test_disagg_without_router():
     with pytest.raises(ConfigError, match="engine sim has no router .* so it cannot run mode=disagg"):
-        validate_engine(compose("engine=sim", disagg=True))
+        validate_engine(compose("engine=sim", "engine.router.template=null", disagg=True))
 
 
 def test_vllm_partial_ep():

@@ -217,6 +217,9 @@ class EngineConfig:
     router: RouterConfig = field(default_factory=RouterConfig)
     services: List[ServiceConfig] = field(default_factory=list)
     sim: Optional[SimProfile] = None
+    # Step-model values of the simulator's prefill and decode workers over engine.sim, as
+    # role -> {key of SimProfile: value}, so one engine file can model both pools.
+    role_sim: Dict[str, Dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass

@@ -10,6 +10,7 @@ router reach them through templated env values such as
 `ETCD_ENDPOINTS: "http://{{ services.etcd.host }}:{{ services.etcd.ports.client }}"`.
 """
 
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -97,6 +98,7 @@ def render_router(
         "port": port,
         "ports": port_values,
         "router": router,
+        "python": sys.executable,
         "flags": render_flags(router["args"], router["flag_style"], "nargs", "engine.router.args"),
         "files": file_paths,
         "services": services_variable(
