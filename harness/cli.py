@@ -7,6 +7,7 @@ is also the only place that configures logging.
 import argparse
 import logging
 import sys
+from pathlib import Path
 
 from rich.console import Console
 from rich.logging import RichHandler
@@ -63,6 +64,22 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("overrides", nargs="*", help="config overrides (key=value); see the required keys below")
     bench.add_argument("--force", action="store_true",
                        help="measure levels again even if their summary.json exists in output_dir")
+
+    status = commands.add_parser(
+        "status", help="show each point of a sweep: state, job, levels and log",
+        description="Show every point of a sweep folder: its state (from status.json and, for "
+                    "SLURM jobs, sacct), its job id, its level progress and its job log.",
+    )
+    status.add_argument("sweep_dir", help="sweep folder, results/<experiment>/<timestamp>")
+
+    cancel = commands.add_parser(
+        "cancel", help="cancel the queued and running SLURM jobs of a sweep",
+        description="scancel the jobs of a sweep folder that are still queued or running, wait "
+                    "until SLURM has ended them, and mark their points cancelled in status.json.",
+    )
+    cancel.add_argument("sweep_dir", help="sweep folder, results/<experiment>/<timestamp>")
+    cancel.add_argument("--wait-s", type=float, default=60.0,
+                        help="seconds to wait for the jobs to end before marking them (default: 60)")
 
     commands.add_parser("sim", help="start the simulated engine (see `harness sim --help`)",
                         add_help=False)
@@ -121,6 +138,14 @@ def _dispatch(args: argparse.Namespace, console: Console) -> int:
         from harness.loadgen.command import bench_command
 
         return bench_command(args.overrides, force=args.force, console=console)
+    if args.command == "status":
+        from harness.launch.control import status_command
+
+        return status_command(Path(args.sweep_dir), console)
+    if args.command == "cancel":
+        from harness.launch.control import cancel_command
+
+        return cancel_command(Path(args.sweep_dir), console, wait_s=args.wait_s)
     if args.command == "collect":
         from harness.results.collect import collect_command
 

@@ -33,26 +33,38 @@ class ArrivalKind(str, Enum):
 
 @dataclass
 class ContainerConfig:
+    """A container for every process of a point on SLURM, through the pyxis srun plugin."""
+
+    # Image for srun --container-image: a registry image or a squashfs (.sqsh) file.
     image: Optional[str] = None
+    # SRC:DST[:FLAGS] entries for srun --container-mounts.
     mounts: List[str] = field(default_factory=list)
 
 
 @dataclass
 class ClusterConfig:
     executor: ExecutorKind = ExecutorKind.local
+    # GPUs of one node; workers larger than this span whole nodes.
     gpus_per_node: int = 8
+    # sbatch --partition, --account and --qos; null leaves the site's default.
     partition: Optional[str] = None
     account: Optional[str] = None
     qos: Optional[str] = None
+    # Wall-clock limit of one point's job (sbatch --time), in minutes.
     time_limit_min: int = 60
+    # CPUs of each node's task (sbatch --cpus-per-task, with one task per node).
     cpus_per_task: Optional[int] = None
+    # Memory per node (sbatch --mem), in GB.
     mem_gb: Optional[int] = None
     container: ContainerConfig = field(default_factory=ContainerConfig)
-    # Extra sbatch parameters passed to submitit as slurm_additional_parameters.
+    # Further sbatch options, option name -> value, e.g. {constraint: h100, exclusive: true}.
     sbatch_extra: Dict[str, Any] = field(default_factory=dict)
+    # Further srun options of every engine process, e.g. [--mpi=pmix].
     srun_extra: List[str] = field(default_factory=list)
-    # Shell commands run before each engine process starts (module loads, exports).
+    # Shell commands run before each engine process starts (module loads, exports), on its
+    # node and inside its container. A failing command fails the point at start-up.
     setup: List[str] = field(default_factory=list)
+    # Tasks of a sweep's job array that may run at once.
     array_parallelism: int = 16
 
 

@@ -1,24 +1,36 @@
-"""One point's job: start the workers, wait until ready, measure every level, stop.
+"""One point's job: start the processes, wait until ready, measure every level, stop.
 
-Runs inside the submitit job (a local subprocess or a SLURM allocation). While a level
-runs, a sampler scrapes every worker's /metrics and status.json shows the level's
-progress. Every level is written as soon as it is measured, and a level whose
-summary.json already exists is skipped, so a requeued or re-run job resumes at the
-first unmeasured level.
+Runs inside the submitit job: a local subprocess, or the job's own step on the first
+node of a SLURM allocation, from where the engines start as further job steps on their
+nodes. While a level runs, a sampler scrapes every worker's /metrics and status.json
+shows the level's progress. Every level is written as soon as it is measured, and a
+level whose summary.json already exists is skipped, so a requeued or re-run job resumes
+at the first unmeasured level.
+
+Stopping: SIGTERM (scancel, preemption, the time limit) raises JobTerminated in the main
+thread, which stops every process group on its way out. submitit signals an approaching
+time limit or a preemption with SIGUSR2 and then calls PointJob.checkpoint, which stops
+the processes and requeues the same point.
 """
 
 import logging
 import os
+import signal
+import threading
 import time
 from pathlib import Path
 
 import pandas as pd
+import submitit
 from omegaconf import DictConfig, OmegaConf
+from submitit.helpers import Checkpointable, DelayedSubmission
 
 from harness.config.compose import load_point_config
-from harness.engines.render import WorkerCommand, render_worker
-from harness.launch.health import wait_ready
-from harness.launch.processes import ManagedProcess, free_port, start_process, stop_processes
+from harness.config.schema import ExecutorKind
+from harness.engines.deployment import Deployment
+from harness.launch.deploy import FreePortAllocator, plan_launch, start_launch
+from harness.launch.nodes import NodeSet, allocation_nodes, local_nodes
+from harness.launch.processes import ManagedProcess, stop_processes
 from harness.launch.topology import build_topology
 from harness.loadgen.levels import (
     api_key_from_env,
@@ -33,54 +45,136 @@ from harness.results.status import PointState, PointStatus, write_status
 
 logger = logging.getLogger(__name__)
 
-HOST = "127.0.0.1"
-
 # status.json is rewritten at most this often while a level runs, because every write
 # is an fsync and the progress callback runs on the load generator's event loop.
 STATUS_INTERVAL_S = 1.0
+# Folder of the files that engine commands read (rendered next to their argv).
+ENGINE_FILES_DIR = "engine"
+JOB_LOG_FILE = "job.log"
+
+
+class JobTerminated(BaseException):
+    """SIGTERM reached the job (scancel, preemption or the time limit).
+
+    A BaseException, like KeyboardInterrupt, so that no `except Exception` in the load
+    generator swallows it and submitit writes no result for a job that may be requeued.
+    """
+
+
+class PointJob(Checkpointable):
+    """The submitit callable of one point; checkpoint() requeues the same point.
+
+    A requeued job starts afresh and skips the levels that have a summary.json.
+    """
+
+    def __init__(self, point_dir: str) -> None:
+        self.point_dir = point_dir
+        self._run: PointRun | None = None
+
+    def __call__(self) -> str:
+        self._run = PointRun(Path(self.point_dir))
+        return self._run.run()
+
+    def checkpoint(self) -> DelayedSubmission:
+        if self._run is not None:
+            self._run.prepare_requeue()
+        return DelayedSubmission(PointJob(self.point_dir))
+
+    def __getstate__(self) -> dict:
+        # The running processes stay with this job; a requeued job starts its own.
+        return {"point_dir": self.point_dir, "_run": None}
 
 
 def run_point(point_dir: str) -> str:
-    """Measure the point in point_dir (which holds its config.yaml); return its state."""
-    _configure_job_logging()
-    paths = PointPaths(Path(point_dir))
-    cfg = load_point_config(paths.config)
-    point_id = paths.root.name
-    levels = level_names(cfg)
-    status = PointStatus(
-        point_id=point_id,
-        state=PointState.starting,
-        levels_total=len(levels),
-        levels_done=[level for level in levels if paths.summary(level).exists()],
-        job_id=os.environ.get("SLURM_JOB_ID") or os.environ.get("SUBMITIT_LOCAL_JOB_ID"),
-    )
-    write_status(paths.status, status)
+    """Measure the point in point_dir, which contains its config.yaml; return its state."""
+    return PointRun(Path(point_dir)).run()
 
-    processes: list[ManagedProcess] = []
-    try:
-        api_key = api_key_from_env(cfg)
-        commands = _start_workers(cfg, paths, processes)
-        status.log_paths = [str(process.log_path) for process in processes]
-        write_status(paths.status, status)
 
-        readiness = cfg.engine.readiness
-        wait_ready(
-            [(process, command.base_url) for process, command in zip(processes, commands)],
-            paths=[readiness.health_path, readiness.models_path],
-            timeout_s=readiness.timeout_s,
-            poll_interval_s=readiness.poll_interval_s,
+class PointRun:
+    """One attempt at measuring a point: its status, its processes and its levels."""
+
+    def __init__(self, point_dir: Path) -> None:
+        self.paths = PointPaths(point_dir)
+        self.processes: list[ManagedProcess] = []
+        self.status: PointStatus | None = None
+        self.requeued = False
+
+    def run(self) -> str:
+        _configure_job_logging(self.paths.logs / JOB_LOG_FILE)
+        paths = self.paths
+        cfg = load_point_config(paths.config)
+        point_id = paths.root.name
+        levels = level_names(cfg)
+        status = PointStatus(
+            point_id=point_id,
+            state=PointState.starting,
+            levels_total=len(levels),
+            levels_done=[level for level in levels if paths.summary(level).exists()],
+            job_id=_job_id(),
+            log_paths=[str(paths.logs / JOB_LOG_FILE)],
         )
-        status.state = PointState.running
+        self.status = status
         write_status(paths.status, status)
 
-        specs = level_specs(cfg, commands[0].base_url, build_topology(cfg).num_gpus, api_key)
+        previous_handler = _install_sigterm_handler()
+        try:
+            api_key = api_key_from_env(cfg)
+            topology = build_topology(cfg)
+            nodes = _point_nodes(cfg, topology.num_nodes)
+            launch = plan_launch(
+                cfg, topology, nodes, FreePortAllocator(nodes.head_address),
+                files_dir=paths.root / ENGINE_FILES_DIR,
+            )
+            status.log_paths = [str(paths.logs / JOB_LOG_FILE)] + [
+                str(paths.logs / f"{spec.name}.log") for spec in launch.specs
+            ]
+            write_status(paths.status, status)
+
+            readiness = cfg.engine.readiness
+            start_launch(launch, paths.logs, readiness.timeout_s, readiness.poll_interval_s, self.processes)
+            status.state = PointState.running
+            write_status(paths.status, status)
+
+            self._measure_levels(cfg, launch.deployment, topology.num_gpus, api_key)
+            status.state = PointState.done
+            write_status(paths.status, status)
+            return status.state.value
+        except BaseException as error:
+            if self.requeued:
+                logger.warning("point %s stopped for a requeue: %s", point_id, type(error).__name__)
+                raise
+            status.state = PointState.failed
+            status.error = describe_error(error)
+            write_status(paths.status, status)
+            logger.error("point %s failed: %s", point_id, status.error)
+            raise
+        finally:
+            stop_processes(self.processes)
+            if previous_handler is not None:
+                signal.signal(signal.SIGTERM, previous_handler)
+
+    def prepare_requeue(self) -> None:
+        """Stop every process and mark the point pending again, before submitit requeues it."""
+        self.requeued = True
+        logger.warning("point %s is being requeued (time limit or preemption)", self.paths.root.name)
+        stop_processes(self.processes)
+        if self.status is not None:
+            self.status.state = PointState.pending
+            self.status.current_level = None
+            self.status.level_progress = None
+            write_status(self.paths.status, self.status)
+
+    def _measure_levels(
+        self, cfg: DictConfig, deployment: Deployment, num_gpus: int, api_key: str | None
+    ) -> None:
+        paths, status = self.paths, self.status
+        specs = level_specs(cfg, deployment.entry_url, num_gpus, api_key)
         metric_frames = [read_metrics_frame(paths.server_metrics, status.levels_done)]
-        targets = [(command.worker.name, command.base_url + "/metrics") for command in commands]
         metric_names = OmegaConf.to_container(cfg.engine.metrics, resolve=True)
-        with MetricsSampler(targets, metric_names) as sampler:
+        with MetricsSampler(deployment.metrics_targets(), metric_names) as sampler:
             for level, spec in specs:
                 if level in status.levels_done:
-                    logger.info("point %s level %s already measured; skipping", point_id, level)
+                    logger.info("point %s level %s already measured; skipping", status.point_id, level)
                     continue
                 metric_frames.append(_measure_level(paths, status, sampler, spec, level, metric_frames))
                 status.levels_done.append(level)
@@ -88,30 +182,44 @@ def run_point(point_dir: str) -> str:
                 status.level_progress = None
                 write_status(paths.status, status)
 
-        status.state = PointState.done
-        write_status(paths.status, status)
-        return status.state.value
-    except BaseException as error:
-        status.state = PointState.failed
-        status.error = f"{type(error).__name__}: {error}"
-        write_status(paths.status, status)
-        logger.error("point %s failed: %s", point_id, status.error)
-        raise
-    finally:
-        stop_processes(processes)
+
+def describe_error(error: BaseException) -> str:
+    """Return `Type: message` of an error, or of each error inside an exception group.
+
+    asyncio's TaskGroup wraps an error raised while a level runs (such as JobTerminated)
+    in a BaseExceptionGroup, whose own message names none of them.
+    """
+    if isinstance(error, BaseExceptionGroup):
+        return "; ".join(describe_error(inner) for inner in error.exceptions)
+    return f"{type(error).__name__}: {error}"
 
 
-def _start_workers(
-    cfg: DictConfig, paths: PointPaths, processes: list[ManagedProcess]
-) -> list[WorkerCommand]:
-    topology = build_topology(cfg)
-    commands = []
-    for worker in topology.workers:
-        command = render_worker(cfg, worker, HOST, free_port(HOST))
-        log_path = paths.logs / f"{worker.name}.log"
-        processes.append(start_process(worker.name, command.argv, command.env, log_path))
-        commands.append(command)
-    return commands
+def _point_nodes(cfg: DictConfig, required_nodes: int) -> NodeSet:
+    if cfg.cluster.executor == ExecutorKind.slurm:
+        return allocation_nodes(required_nodes)
+    return local_nodes()
+
+
+def _job_id() -> str | None:
+    """Return the submitit job id (123 or 123_4 for an array task), or None outside a job."""
+    try:
+        return str(submitit.JobEnvironment().job_id)
+    except RuntimeError:
+        return os.environ.get("SLURM_JOB_ID")
+
+
+def _install_sigterm_handler():
+    """Make SIGTERM raise JobTerminated; return the previous handler, or None off the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def terminate(signum: int, frame) -> None:
+        raise JobTerminated(
+            f"received {signal.Signals(signum).name} (scancel, preemption or the time limit); "
+            "a re-run or requeued job resumes at the first unmeasured level"
+        )
+
+    return signal.signal(signal.SIGTERM, terminate)
 
 
 def _measure_level(
@@ -160,8 +268,11 @@ def _progress_fields(progress: LevelProgress) -> dict[str, float | int | str]:
     }
 
 
-def _configure_job_logging() -> None:
-    """Log to the job's stderr (submitit's log file) when nothing configured logging."""
-    if not logging.getLogger().handlers:
-        level = os.environ.get("HARNESS_LOG_LEVEL", "INFO")
-        logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def _configure_job_logging(log_path: Path) -> None:
+    """Log to the job's stderr (submitit's log) and to log_path, when nothing configured logging."""
+    if logging.getLogger().handlers:
+        return
+    level = os.environ.get("HARNESS_LOG_LEVEL", "INFO")
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    handlers = [logging.StreamHandler(), logging.FileHandler(log_path)]
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", handlers=handlers)

@@ -14,6 +14,9 @@ from harness.errors import LaunchError
 
 logger = logging.getLogger(__name__)
 
+# How long a process that its stop signal did not end gets after SIGTERM, before SIGKILL.
+SIGTERM_WAIT_S = 5.0
+
 
 @dataclass
 class ManagedProcess:
@@ -21,6 +24,10 @@ class ManagedProcess:
     argv: list[str]
     log_path: Path
     popen: subprocess.Popen = field(repr=False)
+    # The signal that requests a stop. srun turns SIGTERM into SIGKILL of its
+    # tasks (Slurm's srun/libsrun/srun_job.c) but passes SIGINT on to them when started
+    # with --disable-status, so engines started through srun get SIGINT first.
+    stop_signal: int = signal.SIGTERM
 
     @property
     def pid(self) -> int:
@@ -37,7 +44,13 @@ def free_port(host: str = "127.0.0.1") -> int:
         return probe.getsockname()[1]
 
 
-def start_process(name: str, argv: list[str], env: dict[str, str], log_path: Path) -> ManagedProcess:
+def start_process(
+    name: str,
+    argv: list[str],
+    env: dict[str, str],
+    log_path: Path,
+    stop_signal: int = signal.SIGTERM,
+) -> ManagedProcess:
     """Start argv with stdout and stderr in log_path, in a new session (process group)."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     logger.info("starting %s, log %s", name, log_path)
@@ -54,15 +67,20 @@ def start_process(name: str, argv: list[str], env: dict[str, str], log_path: Pat
             )
         except OSError as error:
             raise LaunchError(f"cannot start {name} ({argv[0]}): {error}") from None
-    return ManagedProcess(name=name, argv=argv, log_path=log_path, popen=popen)
+    return ManagedProcess(name=name, argv=argv, log_path=log_path, popen=popen, stop_signal=stop_signal)
 
 
 def stop_processes(processes: list[ManagedProcess], grace_s: float = 10.0) -> None:
-    """SIGTERM every process group, wait up to grace_s, then SIGKILL what is left."""
+    """Send each process group its stop signal, wait up to grace_s, then end what is left.
+
+    What is left gets SIGTERM first when its stop signal was another one (srun then kills
+    its tasks), and SIGKILL after a further SIGTERM_WAIT_S.
+    """
     for process in processes:
         if process.exit_code() is None:
-            logger.info("stopping %s (pid %d)", process.name, process.pid)
-            _signal_group(process, signal.SIGTERM)
+            logger.info("stopping %s (pid %d) with %s", process.name, process.pid,
+                        signal.Signals(process.stop_signal).name)
+            _signal_group(process, process.stop_signal)
 
     deadline = time.monotonic() + grace_s
     for process in processes:
@@ -70,13 +88,25 @@ def stop_processes(processes: list[ManagedProcess], grace_s: float = 10.0) -> No
         try:
             process.popen.wait(timeout=remaining_s)
         except subprocess.TimeoutExpired:
-            logger.warning("%s (pid %d) ignored SIGTERM for %.0f s; sending SIGKILL",
-                           process.name, process.pid, grace_s)
-            _signal_group(process, signal.SIGKILL)
-            process.popen.wait()
+            _end_process(process, grace_s)
         # The group may hold children that outlived the leader.
         _signal_group(process, signal.SIGKILL)
         logger.info("%s stopped with exit code %s", process.name, process.popen.returncode)
+
+
+def _end_process(process: ManagedProcess, grace_s: float) -> None:
+    if process.stop_signal != signal.SIGTERM:
+        logger.warning("%s (pid %d) still runs %.0f s after %s; sending SIGTERM", process.name,
+                       process.pid, grace_s, signal.Signals(process.stop_signal).name)
+        _signal_group(process, signal.SIGTERM)
+        try:
+            process.popen.wait(timeout=SIGTERM_WAIT_S)
+            return
+        except subprocess.TimeoutExpired:
+            pass
+    logger.warning("%s (pid %d) ignored SIGTERM; sending SIGKILL", process.name, process.pid)
+    _signal_group(process, signal.SIGKILL)
+    process.popen.wait()
 
 
 def _signal_group(process: ManagedProcess, signum: int) -> None:

@@ -1,13 +1,14 @@
 """Write a sweep's folders and submit its points with submitit, showing progress.
 
 Locally, points run one after another, because two points measured at once would share
-the CPU and distort each other's numbers. On SLURM every point is queued at once.
+the CPU and distort each other's numbers. On SLURM every point is queued at once
+(slurm_jobs.py).
 """
 
 import logging
 import subprocess
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -18,8 +19,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 import harness
 from harness.config.schema import ExecutorKind
-from harness.launch.job import run_point
+from harness.launch.job import PointJob
+from harness.launch.job_records import JobRecord, write_job_records
+from harness.launch.outcomes import PointOutcome, point_outcome, read_status_quietly
 from harness.launch.plan import Point, SweepPlan
+from harness.launch.slurm_jobs import submit_slurm, wait_slurm
 from harness.loadgen.levels import level_names
 from harness.results.io import write_text_atomic
 from harness.results.layout import CONFIG_FILE, STATUS_FILE, SWEEP_FILE, PointPaths
@@ -28,14 +32,6 @@ from harness.results.status import PointState, PointStatus, read_status, write_s
 logger = logging.getLogger(__name__)
 
 POLL_INTERVAL_S = 0.5
-
-
-@dataclass(frozen=True)
-class PointOutcome:
-    point: Point
-    state: str
-    point_dir: Path | None
-    error: str | None = None
 
 
 def find_measured(results_dir: Path, experiment: str, point_id: str) -> Path | None:
@@ -95,7 +91,7 @@ def run_points(sweep_dir: Path, points: list[Point], console: Console) -> list[P
         }
 
         def refresh(point: Point) -> None:
-            status = _read_status_quietly(PointPaths(sweep_dir / point.point_id))
+            status = read_status_quietly(PointPaths(sweep_dir / point.point_id))
             if status is None or status.state == PointState.pending:
                 return
             progress.start_task(tasks[point.point_id])
@@ -105,76 +101,43 @@ def run_points(sweep_dir: Path, points: list[Point], console: Console) -> list[P
             progress.update(tasks[point.point_id], completed=len(status.levels_done), description=label)
 
         if executor_kind == ExecutorKind.local:
-            outcomes = []
-            for point in points:
-                job = _submit(sweep_dir, point)
-                while not job.done():
-                    refresh(point)
-                    time.sleep(POLL_INTERVAL_S)
-                refresh(point)
-                outcomes.append(_outcome(sweep_dir, point, job))
-                progress.advance(overall)
-            return outcomes
+            return _run_local(sweep_dir, points, refresh, lambda: progress.advance(overall))
 
-        jobs = [(point, _submit(sweep_dir, point)) for point in points]
-        finished: dict[str, PointOutcome] = {}
-        while len(finished) < len(jobs):
-            for point, job in jobs:
-                refresh(point)
-                if point.point_id not in finished and job.done():
-                    finished[point.point_id] = _outcome(sweep_dir, point, job)
-                    progress.advance(overall)
-            time.sleep(POLL_INTERVAL_S)
-        return [finished[point.point_id] for point, _ in jobs]
+        submissions = submit_slurm(sweep_dir, points)
+        for submission in submissions:
+            job_text = submission.job.job_id if submission.job is not None else "not submitted"
+            progress.update(tasks[submission.point.point_id],
+                            description=f"  {submission.point.point_id} pending (job {job_text})")
+        try:
+            return wait_slurm(sweep_dir, submissions, refresh, lambda: progress.advance(overall))
+        except KeyboardInterrupt:
+            console.print(
+                f"the jobs keep running on SLURM: `python -m harness status {sweep_dir}` shows "
+                f"them and `python -m harness cancel {sweep_dir}` stops them"
+            )
+            raise
 
 
-def _submit(sweep_dir: Path, point: Point) -> submitit.Job:
-    paths = PointPaths(sweep_dir / point.point_id)
-    cluster = point.cfg.cluster
-    if cluster.executor == ExecutorKind.local:
+def _run_local(
+    sweep_dir: Path, points: list[Point], refresh: Callable[[Point], None], advance: Callable[[], None]
+) -> list[PointOutcome]:
+    outcomes = []
+    records: dict[str, JobRecord] = {}
+    for point in points:
+        paths = PointPaths(sweep_dir / point.point_id)
         executor = submitit.LocalExecutor(folder=paths.logs / "submitit")
-        executor.update_parameters(timeout_min=cluster.time_limit_min)
-    else:
-        # NOTE: the job runs every worker on the allocation's first node; job steps with
-        # srun per worker (multi-node points) are not implemented yet.
-        executor = submitit.SlurmExecutor(folder=paths.logs / "submitit" / "%j")
-        executor.update_parameters(**slurm_parameters(point))
-    job = executor.submit(run_point, str(paths.root))
-    logger.info("submitted point %s as job %s", point.point_id, job.job_id)
-    return job
-
-
-def slurm_parameters(point: Point) -> dict:
-    """submitit SlurmExecutor parameters sized from the point's topology."""
-    cluster = point.cfg.cluster
-    topology = point.topology
-    parameters = {
-        "job_name": f"harness-{point.point_id}",
-        "time": cluster.time_limit_min,
-        "nodes": topology.num_nodes,
-        "ntasks_per_node": 1,
-        "gpus_per_node": min(topology.num_gpus, cluster.gpus_per_node),
-        "additional_parameters": dict(OmegaConf.to_container(cluster.sbatch_extra)),
-    }
-    optional = {"partition": cluster.partition, "account": cluster.account, "qos": cluster.qos,
-                "cpus_per_task": cluster.cpus_per_task,
-                "mem": f"{cluster.mem_gb}GB" if cluster.mem_gb is not None else None}
-    parameters.update({key: value for key, value in optional.items() if value is not None})
-    return parameters
-
-
-def _outcome(sweep_dir: Path, point: Point, job: submitit.Job) -> PointOutcome:
-    point_dir = sweep_dir / point.point_id
-    try:
-        state = job.result()
-        return PointOutcome(point=point, state=state, point_dir=point_dir)
-    except Exception as error:  # submitit raises FailedJobError with the remote traceback
-        status = _read_status_quietly(PointPaths(point_dir))
-        message = status.error if status is not None and status.error else _first_line(error)
-        logs = f"; job log in {job.paths.stderr}" if hasattr(job, "paths") else ""
-        logger.error("point %s (job %s) failed: %s%s", point.point_id, job.job_id, message, logs)
-        return PointOutcome(point=point, state=PointState.failed.value, point_dir=point_dir,
-                            error=f"{message}{logs}")
+        executor.update_parameters(timeout_min=point.cfg.cluster.time_limit_min)
+        job = executor.submit(PointJob(str(paths.root)))
+        logger.info("started point %s as local job %s", point.point_id, job.job_id)
+        records[point.point_id] = JobRecord(job_id=str(job.job_id), executor="local", log=str(job.paths.stderr))
+        write_job_records(sweep_dir, records)
+        while not job.done():
+            refresh(point)
+            time.sleep(POLL_INTERVAL_S)
+        refresh(point)
+        outcomes.append(point_outcome(sweep_dir, point, job))
+        advance()
+    return outcomes
 
 
 def _level_progress_text(level_progress: dict | None) -> str:
@@ -184,18 +147,6 @@ def _level_progress_text(level_progress: dict | None) -> str:
     failed = level_progress.get("failed") or 0
     text = f" {done}/{total} requests" if done is not None and total else ""
     return text + (f", {failed} failed" if failed else "")
-
-
-def _read_status_quietly(paths: PointPaths) -> PointStatus | None:
-    try:
-        return read_status(paths.status)
-    except Exception:  # the job may be replacing the file right now
-        return None
-
-
-def _first_line(error: BaseException) -> str:
-    lines = [line for line in str(error).splitlines() if line.strip()]
-    return lines[-1] if lines else type(error).__name__
 
 
 def _git_revision() -> str | None:

@@ -1,14 +1,13 @@
 """The `harness sweep` command: plan, print, skip measured points, submit, summarize."""
 
 import logging
-import shlex
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
 from harness.config.derived import effective_lengths
-from harness.engines.render import render_worker
+from harness.launch.dry_run import print_dry_run
 from harness.launch.plan import Point, SweepPlan, plan_sweep
 from harness.launch.submit import find_measured, new_sweep_dir, run_points, write_sweep_files
 from harness.launch.topology import gpus_per_worker
@@ -24,11 +23,7 @@ def sweep_command(overrides: list[str], dry_run: bool, force: bool, console: Con
     console.print(plan_table(plan))
 
     if dry_run:
-        for point in plan.points:
-            console.print(f"[bold]{point.point_id}[/bold] {_describe(point.swept)}")
-            for worker in point.topology.workers:
-                command = render_worker(point.cfg, worker, host="127.0.0.1", port="<port>")
-                console.print(f"  {worker.name}: {shlex.join(command.argv)}", soft_wrap=True)
+        print_dry_run(plan.points, console)
         console.print("dry run: nothing submitted")
         return 0
 
@@ -85,6 +80,3 @@ def plan_table(plan: SweepPlan) -> Table:
         )
     return table
 
-
-def _describe(swept: dict[str, str]) -> str:
-    return " ".join(f"{key}={value}" for key, value in swept.items())

@@ -15,6 +15,13 @@ class PointState(str, Enum):
     running = "running"
     done = "done"
     failed = "failed"
+    # Set by `harness cancel` after it cancelled the point's job.
+    cancelled = "cancelled"
+
+    @property
+    def final(self) -> bool:
+        """Return whether the point has ended (done, failed or cancelled)."""
+        return self in (PointState.done, PointState.failed, PointState.cancelled)
 
 
 @dataclass
