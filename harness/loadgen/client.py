@@ -59,6 +59,9 @@ class Endpoint:
     # Time from send to the first token event. None, or a value of timeout_s or more,
     # leaves only timeout_s.
     ttft_timeout_s: float | None = None
+    # Each request is sent with the header X-Request-Id: <prefix><request_id>, which vLLM,
+    # SGLang and the simulator take as the request's id in their logs; empty sends none.
+    request_id_prefix: str = ""
 
 
 @dataclass(frozen=True)
@@ -127,7 +130,10 @@ async def send_request(
             stream.scope = scope
             record.send_wall_ns = time.time_ns()
             record.send_perf_ns = time.perf_counter_ns()
-            async with session.post(endpoint.url, data=request.body, headers=endpoint.headers) as response:
+            headers = endpoint.headers
+            if endpoint.request_id_prefix:
+                headers = {**headers, "X-Request-Id": f"{endpoint.request_id_prefix}{request.request_id}"}
+            async with session.post(endpoint.url, data=request.body, headers=headers) as response:
                 record.headers_perf_ns = time.perf_counter_ns()
                 record.status_code = response.status
                 if response.status != 200:

@@ -96,7 +96,17 @@ def endpoint_for(spec: LevelSpec) -> Endpoint:
         timeout_s=spec.timeout_s,
         headers=headers,
         ttft_timeout_s=spec.ttft_timeout_s,
+        request_id_prefix=request_id_prefix(spec),
     )
+
+
+def request_id_prefix(spec: LevelSpec) -> str:
+    """Return the X-Request-Id prefix of a level: harness-<seed>-<level>-, e.g. harness-0-c16-.
+
+    A request's id on the server is then this prefix and its request_id column in
+    requests.parquet, unique across the levels of a point.
+    """
+    return f"harness-{spec.seed}-{spec.name}-"
 
 
 def prepare_requests(spec: LevelSpec, request_ids: Sequence[int], warmup: bool) -> list[PreparedRequest]:
