@@ -113,9 +113,12 @@ def test_lengths_must_fit_context():
         compose_config(["workload.isl=16000", "workload.osl=1000"])
 
 
-def test_disagg_mode_rejected_for_now():
-    with pytest.raises(ConfigError, match="mode=disagg is not supported yet"):
-        compose_config(["mode.name=disagg"])
+def test_disagg_mode_composes():
+    cfg = compose_config(["mode=disagg", "mode.prefill_workers=3"]).cfg
+
+    assert cfg.mode.name == ModeName.disagg
+    assert cfg.mode.prefill_workers == 3
+    assert cfg.mode.prefill_parallelism is None
 
 
 def test_burstiness_needs_gamma_arrivals():

@@ -24,6 +24,12 @@ from harness.config.validate import validate_config
 from harness.errors import ConfigError
 
 SCHEMA_NAME = "harness_schema"
+# Config groups that conf/config.yaml lists with a null default, so an override sets them
+# without a leading + (Hydra rejects `+group@package=option` for a group already listed).
+NULL_DEFAULT_GROUPS = (
+    "parallelism@mode.prefill_parallelism",
+    "parallelism@mode.decode_parallelism",
+)
 
 
 def conf_dir() -> Path:
@@ -99,7 +105,13 @@ def _reject_added_schema_keys(overrides: list[str]) -> None:
     for override in overrides:
         if not override.startswith("+") or "=" not in override:
             continue
-        key = override.split("=", 1)[0].lstrip("+").split("@", 1)[0]
+        group_key = override.split("=", 1)[0].lstrip("+")
+        if group_key in NULL_DEFAULT_GROUPS:
+            raise ConfigError(
+                f"'{override}' adds a config group that conf/config.yaml already lists with a "
+                f"null default: drop the leading +, e.g. {override.lstrip('+')}"
+            )
+        key = group_key.split("@", 1)[0]
         if (conf_dir() / key).is_dir():
             continue
         parent_path, _, leaf = key.rpartition(".")

@@ -181,6 +181,10 @@ class RouterConfig:
     # Paths that must return 200 before the load starts.
     readiness_paths: List[str] = field(default_factory=lambda: ["/health"])
     workers: Optional[WorkerListCheck] = None
+    # The router's own Prometheus names, sampled beside the workers' as worker "router";
+    # null: the router's /metrics is not sampled.
+    metrics: Optional[MetricNames] = None
+    metrics_path: str = "/metrics"
 
 
 @dataclass
@@ -265,8 +269,13 @@ class ModeConfig:
     # keeps the workload's value.
     isl: Optional[int] = None
     osl: Optional[int] = None
+    # Workers of each pool in mode=disagg; other modes run one aggregated worker.
     prefill_workers: int = 1
     decode_workers: int = 1
+    # Parallelism of each prefill and each decode worker in mode=disagg; null uses
+    # `parallelism`. Set them as config groups: parallelism@mode.prefill_parallelism=dep8.
+    prefill_parallelism: Optional[ParallelismConfig] = None
+    decode_parallelism: Optional[ParallelismConfig] = None
 
 
 @dataclass

@@ -9,33 +9,46 @@ from harness.errors import ConfigError
 
 def validate_config(cfg: DictConfig) -> None:
     """Raise ConfigError naming the first invalid value and how to fix it."""
-    _validate_parallelism(cfg)
+    _validate_parallelism(cfg.parallelism, "parallelism")
+    _validate_mode(cfg)
     _validate_workload(cfg)
     _validate_bench(cfg)
 
-    if cfg.mode.name == ModeName.disagg:
-        raise ConfigError(
-            "mode=disagg is not supported yet: run the isolated modes (mode=prefill, "
-            "mode=decode) or mode=aggregated"
-        )
+
+def _validate_mode(cfg: DictConfig) -> None:
+    mode = cfg.mode
+    for key in ("prefill_workers", "decode_workers"):
+        if mode.name == ModeName.disagg and mode[key] < 1:
+            raise ConfigError(
+                f"mode.{key}={mode[key]} is invalid: a disaggregated point needs >= 1 worker in each pool"
+            )
+
+    for key in ("prefill_parallelism", "decode_parallelism"):
+        if mode[key] is None:
+            continue
+        if mode.name != ModeName.disagg:
+            raise ConfigError(
+                f"mode.{key} is set but mode.name={mode.name.value} runs one aggregated worker "
+                f"that uses `parallelism`: set mode=disagg, or drop the mode.{key} override"
+            )
+        _validate_parallelism(mode[key], f"mode.{key}")
 
 
-def _validate_parallelism(cfg: DictConfig) -> None:
-    par = cfg.parallelism
+def _validate_parallelism(par: DictConfig, where: str) -> None:
     for key in ("tp", "dp", "ep", "pp"):
         if par[key] < 1:
-            raise ConfigError(f"parallelism.{key}={par[key]} is invalid: it must be >= 1")
+            raise ConfigError(f"{where}.{key}={par[key]} is invalid: it must be >= 1")
 
     # Experts are sharded over the attention ranks of one worker, so EP must divide them.
     ranks = par.tp * par.dp
     if ranks % par.ep != 0:
         raise ConfigError(
-            f"parallelism.ep={par.ep} does not divide tp*dp={ranks}: choose ep among "
+            f"{where}.ep={par.ep} does not divide tp*dp={ranks}: choose ep among "
             f"the divisors of {ranks}"
         )
     if par.dp_attention and par.dp < 2:
         raise ConfigError(
-            f"parallelism.dp_attention=true needs parallelism.dp >= 2, got dp={par.dp}"
+            f"{where}.dp_attention=true needs {where}.dp >= 2, got dp={par.dp}"
         )
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from harness.config.derived import role_parallelism
 from harness.config.schema import EngineBackend
 from harness.engines.flags import render_flags
 from harness.engines.parallelism import (
@@ -120,8 +121,10 @@ def render_worker(
         worker.name, worker_port_names(cfg, worker), ports, placeholders=isinstance(port, str)
     )
     placement = NodePlacement(rank=node_rank, head_host=head_host or host, ports=port_values)
+    # A disaggregated worker uses its pool's parallelism, and so does `parallelism` in its template.
+    worker_parallelism = OmegaConf.to_container(role_parallelism(cfg, worker.role.value), resolve=True)
     parallel = parallel_args(
-        backend, Parallelism.from_config(container["parallelism"]), layout, placement,
+        backend, Parallelism.from_config(worker_parallelism), layout, placement,
         legacy_dp_attention=engine["sglang_legacy_dp_attention"],
     )
     args = merged_args(engine, worker.role)
@@ -132,6 +135,7 @@ def render_worker(
 
     context = {
         **container,
+        "parallelism": worker_parallelism,
         "worker": {
             "role": worker.role.value, "index": worker.index, "gpus": worker.gpus,
             "name": worker.name,

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 
 from omegaconf import DictConfig, OmegaConf
 
+from harness.config.derived import role_parallelism
 from harness.config.schema import EngineBackend, ModeName
 from harness.engines.deployment import plan_deployment
 from harness.engines.parallelism import OWNED_KEYS, Parallelism, check_parallelism, node_layout
@@ -30,9 +31,10 @@ def validate_engine(cfg: DictConfig) -> None:
     roles = _roles(cfg)
 
     if backend != EngineBackend.sim:
-        par = Parallelism.from_config(cfg.parallelism)
-        layout = node_layout(gpus_per_worker(cfg.parallelism), cfg.cluster.gpus_per_node)
-        check_parallelism(engine.name, backend, par, layout)
+        for role in roles:
+            role_par = role_parallelism(cfg, role.value)
+            layout = node_layout(gpus_per_worker(role_par), cfg.cluster.gpus_per_node)
+            check_parallelism(engine.name, backend, Parallelism.from_config(role_par), layout)
         _check_owned_keys(cfg, roles, OWNED_KEYS[backend] | _RENDERED_KEYS)
 
     if cfg.mode.name == ModeName.disagg and engine.router.template is None:
@@ -60,8 +62,9 @@ def _roles(cfg: DictConfig) -> list[Role]:
 
 def _topology(cfg: DictConfig, roles: Iterable[Role]) -> Topology:
     """Build the workers to render: one of each role, enough to reach every template branch."""
-    gpus = gpus_per_worker(cfg.parallelism)
-    workers = tuple(Worker(role=role, index=0, gpus=gpus) for role in roles)
+    workers = tuple(
+        Worker(role=role, index=0, gpus=gpus_per_worker(role_parallelism(cfg, role.value))) for role in roles
+    )
     return Topology(workers=workers, gpus_per_node=cfg.cluster.gpus_per_node)
 
 

@@ -26,12 +26,13 @@ from omegaconf import DictConfig, OmegaConf
 from submitit.helpers import Checkpointable, DelayedSubmission
 
 from harness.config.compose import load_point_config
-from harness.config.schema import ExecutorKind
+from harness.config.schema import ExecutorKind, ModeName
 from harness.engines.deployment import Deployment
 from harness.launch.deploy import FreePortAllocator, plan_launch, start_launch
 from harness.launch.nodes import NodeSet, allocation_nodes, local_nodes
 from harness.launch.processes import ManagedProcess, stop_processes
-from harness.launch.topology import build_topology
+from harness.launch.pools import pool_shape, pool_summary
+from harness.launch.topology import Topology, build_topology
 from harness.loadgen.levels import (
     api_key_from_env,
     level_names,
@@ -40,6 +41,7 @@ from harness.loadgen.levels import (
 )
 from harness.loadgen.runner import LevelProgress, LevelSpec, run_level
 from harness.loadgen.sampler import MetricsSampler, read_metrics_frame
+from harness.report.ratematch import PoolShape
 from harness.results.layout import PointPaths
 from harness.results.status import PointState, PointStatus, write_status
 
@@ -135,7 +137,7 @@ class PointRun:
             status.state = PointState.running
             write_status(paths.status, status)
 
-            self._measure_levels(cfg, launch.deployment, topology.num_gpus, api_key)
+            self._measure_levels(cfg, launch.deployment, topology, api_key)
             status.state = PointState.done
             write_status(paths.status, status)
             return status.state.value
@@ -165,18 +167,22 @@ class PointRun:
             write_status(self.paths.status, self.status)
 
     def _measure_levels(
-        self, cfg: DictConfig, deployment: Deployment, num_gpus: int, api_key: str | None
+        self, cfg: DictConfig, deployment: Deployment, topology: Topology, api_key: str | None
     ) -> None:
         paths, status = self.paths, self.status
-        specs = level_specs(cfg, deployment.entry_url, num_gpus, api_key)
+        # The load goes to the router when the point has one; per-GPU figures count every
+        # worker's GPUs, both pools of a disaggregated point.
+        specs = level_specs(cfg, deployment.entry_url, topology.num_gpus, api_key)
+        shape = pool_shape(cfg, topology) if cfg.mode.name == ModeName.disagg else None
         metric_frames = [read_metrics_frame(paths.server_metrics, status.levels_done)]
         metric_names = OmegaConf.to_container(cfg.engine.metrics, resolve=True)
-        with MetricsSampler(deployment.metrics_targets(), metric_names) as sampler:
+        targets, target_metric_names = _metrics_targets(cfg, deployment)
+        with MetricsSampler(targets, metric_names, target_metric_names=target_metric_names) as sampler:
             for level, spec in specs:
                 if level in status.levels_done:
                     logger.info("point %s level %s already measured; skipping", status.point_id, level)
                     continue
-                metric_frames.append(_measure_level(paths, status, sampler, spec, level, metric_frames))
+                metric_frames.append(_measure_level(paths, status, sampler, spec, level, metric_frames, shape))
                 status.levels_done.append(level)
                 status.current_level = None
                 status.level_progress = None
@@ -192,6 +198,22 @@ def describe_error(error: BaseException) -> str:
     if isinstance(error, BaseExceptionGroup):
         return "; ".join(describe_error(inner) for inner in error.exceptions)
     return f"{type(error).__name__}: {error}"
+
+
+def _metrics_targets(
+    cfg: DictConfig, deployment: Deployment
+) -> tuple[list[tuple[str, str]], dict[str, dict[str, str | None]]]:
+    """Return (name, URL) of every /metrics to sample, and the router's own metric names.
+
+    The router is sampled only when engine.router.metrics names its metrics.
+    """
+    targets = deployment.metrics_targets()
+    router = deployment.router
+    names = cfg.engine.router.metrics
+    if router is None or names is None:
+        return targets, {}
+    targets.append((router.name, router.base_url + cfg.engine.router.metrics_path))
+    return targets, {router.name: OmegaConf.to_container(names, resolve=True)}
 
 
 def _point_nodes(cfg: DictConfig, required_nodes: int) -> NodeSet:
@@ -229,8 +251,12 @@ def _measure_level(
     spec: LevelSpec,
     level: str,
     metric_frames: list[pd.DataFrame],
+    shape: PoolShape | None,
 ) -> pd.DataFrame:
-    """Run one level with the sampler around it, write its files and return its metric rows."""
+    """Run one level with the sampler around it, write its files and return its metric rows.
+
+    shape is given for a disaggregated point, whose summary then gets a `pools` entry.
+    """
     status.current_level = level
     status.level_progress = None
     write_status(paths.status, status)
@@ -251,6 +277,8 @@ def _measure_level(
     finally:
         level_metrics = sampler.stop()
 
+    if shape is not None:
+        result.summary["pools"] = pool_summary(shape, result.summary, level, level_metrics)
     frame = pd.concat([*metric_frames, level_metrics], ignore_index=True)
     write_level_results(paths, level, result, frame)
     return level_metrics

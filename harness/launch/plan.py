@@ -25,7 +25,7 @@ logger = logging.getLogger(__name__)
 # solver, the SLOs and the validity thresholds only change where it runs or how it is judged.
 _MEASURED_SECTIONS = ("engine", "model", "parallelism", "mode", "workload", "bench")
 _UNMEASURED_KEYS = {
-    "engine": ("readiness", "metrics", "metrics_path"),
+    "engine": ("readiness", "metrics", "metrics_path", "router.metrics", "router.metrics_path"),
     "bench": ("slo", "validity"),
 }
 
@@ -58,8 +58,17 @@ def point_id(cfg: DictConfig) -> str:
     for section in _MEASURED_SECTIONS:
         values = OmegaConf.to_container(cfg[section], resolve=True, enum_to_str=True)
         for key in _UNMEASURED_KEYS.get(section, ()):
-            values.pop(key, None)
+            *parents, leaf = key.split(".")
+            node = values
+            for parent in parents:
+                node = node.get(parent) or {}
+            node.pop(leaf, None)
         measured[section] = values
+    # Null per-pool parallelism means "use parallelism", so it is left out and the ids of
+    # points composed before these keys existed stay the same.
+    for key in ("prefill_parallelism", "decode_parallelism"):
+        if measured["mode"].get(key, "set") is None:
+            del measured["mode"][key]
     text = json.dumps(measured, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:10]
 

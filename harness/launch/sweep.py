@@ -6,11 +6,12 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from harness.config.derived import effective_lengths
+from harness.config.derived import effective_lengths, role_parallelism
+from harness.config.schema import ModeName
 from harness.launch.dry_run import print_dry_run
 from harness.launch.plan import Point, SweepPlan, plan_sweep
 from harness.launch.submit import find_measured, new_sweep_dir, run_points, write_sweep_files
-from harness.launch.topology import gpus_per_worker
+from harness.launch.topology import Role, gpus_per_worker
 from harness.results.collect import collect
 from harness.results.table import print_results_table
 
@@ -61,7 +62,7 @@ def plan_table(plan: SweepPlan) -> Table:
     table.add_column("point")
     for axis in plan.axes:
         table.add_column(axis.lstrip("+"))
-    for column in ("mode", "parallelism", "ISL", "OSL", "workers", "GPUs/worker", "GPUs", "nodes"):
+    for column in ("mode", "parallelism", "workers", "GPUs/worker", "ISL", "OSL", "GPUs", "nodes"):
         table.add_column(column, justify="right")
     for point in plan.points:
         cfg = point.cfg
@@ -70,13 +71,26 @@ def plan_table(plan: SweepPlan) -> Table:
             point.point_id,
             *[point.swept[axis] for axis in plan.axes],
             cfg.mode.name.value,
-            point.composed.choices.get("parallelism", "custom"),
+            *_worker_columns(point),
             str(isl),
             str(osl),
-            str(len(point.topology.workers)),
-            str(gpus_per_worker(cfg.parallelism)),
             str(point.topology.num_gpus),
             str(point.topology.num_nodes),
         )
     return table
 
+
+
+def _worker_columns(point: Point) -> tuple[str, str, str]:
+    """Return the parallelism, workers and GPUs/worker cells; disagg shows prefill / decode."""
+    cfg, choices = point.cfg, point.composed.choices
+    if cfg.mode.name != ModeName.disagg:
+        return choices.get("parallelism", "custom"), "1", str(gpus_per_worker(cfg.parallelism))
+
+    names, gpus = [], []
+    for role in (Role.prefill, Role.decode):
+        default = choices.get("parallelism", "custom")
+        names.append(choices.get(f"parallelism@mode.{role.value}_parallelism", default))
+        gpus.append(str(gpus_per_worker(role_parallelism(cfg, role.value))))
+    workers = f"{cfg.mode.prefill_workers}P{cfg.mode.decode_workers}D"
+    return " / ".join(names), workers, " / ".join(gpus)

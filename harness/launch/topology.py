@@ -7,6 +7,7 @@ from enum import Enum
 
 from omegaconf import DictConfig
 
+from harness.config.derived import role_parallelism
 from harness.config.schema import ModeName
 
 
@@ -48,7 +49,11 @@ class Topology:
 
     @property
     def num_gpus(self) -> int:
+        """GPUs of every worker, both pools of a disaggregated point together."""
         return sum(worker.gpus for worker in self.workers)
+
+    def role_gpus(self, role: Role) -> int:
+        return sum(worker.gpus for worker in self.workers if worker.role == role)
 
     @property
     def placements(self) -> tuple[Placement, ...]:
@@ -83,11 +88,18 @@ def gpus_per_worker(parallelism: DictConfig) -> int:
 def build_topology(cfg: DictConfig) -> Topology:
     """Build the workers of a point from its mode and parallelism.
 
-    The isolated prefill and decode modes measure one ordinary (aggregated) server with
-    a workload shaped to stress one phase, so every non-disaggregated mode has one worker.
+    mode=disagg has mode.prefill_workers prefill workers, then mode.decode_workers
+    decode workers, each with its role's parallelism (see role_parallelism). The
+    isolated prefill and decode modes measure one ordinary (aggregated) server with a
+    workload shaped to stress one phase, so every other mode has one aggregated worker.
     """
     if cfg.mode.name == ModeName.disagg:
-        raise NotImplementedError("disaggregated topologies are not built yet")
+        workers = []
+        for role, count in ((Role.prefill, cfg.mode.prefill_workers), (Role.decode, cfg.mode.decode_workers)):
+            gpus = gpus_per_worker(role_parallelism(cfg, role.value))
+            workers.extend(Worker(role=role, index=index, gpus=gpus) for index in range(count))
+        return Topology(workers=tuple(workers), gpus_per_node=cfg.cluster.gpus_per_node)
+
     worker = Worker(role=Role.aggregated, index=0, gpus=gpus_per_worker(cfg.parallelism))
     return Topology(workers=(worker,), gpus_per_node=cfg.cluster.gpus_per_node)
 

@@ -68,6 +68,8 @@ class MetricsSampler:
 
     metric_names maps MetricNames field names to Prometheus names, e.g. the
     engine.metrics section of a config; fields that are missing or null are skipped.
+    target_metric_names gives some targets their own mapping in place of metric_names,
+    by target name (a router that exports other names than its workers).
     """
 
     def __init__(
@@ -76,16 +78,17 @@ class MetricsSampler:
         metric_names: Mapping[str, str | None],
         interval_s: float = 1.0,
         timeout_s: float = 1.0,
+        target_metric_names: Mapping[str, Mapping[str, str | None]] | None = None,
     ) -> None:
         if not interval_s > 0:
             raise ValueError(f"interval_s={interval_s} is invalid; use a positive number of seconds")
         if not timeout_s > 0:
             raise ValueError(f"timeout_s={timeout_s} is invalid; use a positive number of seconds")
         self.targets = [ScrapeTarget(worker, url) for worker, url in targets]
-        self.metrics = {
-            field: metric_names[field]
-            for field in METRIC_FIELDS
-            if metric_names.get(field) is not None
+        self.metrics = _configured_names(metric_names)
+        self.target_metrics = {
+            target.worker: _configured_names((target_metric_names or {}).get(target.worker, metric_names))
+            for target in self.targets
         }
         self.interval_s = interval_s
         self.timeout_s = timeout_s
@@ -107,15 +110,20 @@ class MetricsSampler:
         )
 
     def start(self, level: str) -> None:
-        """Scrape once now, then about every interval_s in a background thread."""
+        """Scrape once now, then about every interval_s in a background thread.
+
+        The first scrape returns before start() does, so counter deltas include every
+        request that the caller sends after start().
+        """
         if self._thread is not None:
             raise RuntimeError(f"sampler is already sampling level {self._level}; call stop() first")
         self._level = level
         self._rows = []
         self._level_failures = 0
         self._stop_event.clear()
-        if not self.targets or not self.metrics:
+        if not any(self.target_metrics.values()):
             logger.info("level %s: no metrics to sample (no workers or no engine.metrics names)", level)
+        self._scrape_all()
         self._thread = threading.Thread(target=self._run, name=f"metrics-sampler-{level}", daemon=True)
         self._thread.start()
 
@@ -154,11 +162,11 @@ class MetricsSampler:
     def _run(self) -> None:
         # Ticks are absolute (start + k * interval), so the scrape time does not add up
         # to a drift. A tick missed because a scrape was slow is skipped.
+        # start() has taken the first scrape, so the loop waits before each of its own.
         start_perf_s = time.perf_counter()
         tick = 0
         try:
             while True:
-                self._scrape_all()
                 tick += 1
                 next_tick_s = start_perf_s + tick * self.interval_s
                 now_s = time.perf_counter()
@@ -167,18 +175,22 @@ class MetricsSampler:
                     next_tick_s = start_perf_s + tick * self.interval_s
                 if self._stop_event.wait(next_tick_s - now_s):
                     return
+                self._scrape_all()
         except Exception:
             # The level goes on without server metrics rather than failing.
             logger.exception("metrics sampler of level %s stopped on an unexpected error", self._level)
 
     def _scrape_all(self) -> None:
-        if not self.metrics:
+        if not any(self.target_metrics.values()):
             return
         for rows in self._pool.map(self._scrape, self.targets):
             with self._lock:
                 self._rows.extend(rows)
 
     def _scrape(self, target: ScrapeTarget) -> list[dict[str, Any]]:
+        metrics = self.target_metrics[target.worker]
+        if not metrics:
+            return []
         send_perf_ns = time.perf_counter_ns()
         send_wall_ns = time.time_ns()
         try:
@@ -196,7 +208,7 @@ class MetricsSampler:
         perf_ns = (send_perf_ns + receive_perf_ns) // 2
         wall_ns = send_wall_ns + (perf_ns - send_perf_ns)
         rows = []
-        for metric, name in self.metrics.items():
+        for metric, name in metrics.items():
             total = exposition.total(name)
             if total is None:
                 self._warn_missing(target, metric, name)
@@ -235,6 +247,11 @@ class MetricsSampler:
                 "metric %s not found in %s of worker %s; check engine.metrics.%s against the "
                 "engine's /metrics", name, target.url, target.worker, metric,
             )
+
+
+def _configured_names(metric_names: Mapping[str, str | None]) -> dict[str, str]:
+    """Return field -> Prometheus name for the METRIC_FIELDS that have a name, in their order."""
+    return {field: metric_names[field] for field in METRIC_FIELDS if metric_names.get(field) is not None}
 
 
 def metrics_frame(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:

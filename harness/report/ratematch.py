@@ -47,14 +47,20 @@ class PoolShape:
     gpus_per_worker: int
     # Max running requests of one decode worker, None when engine.args sets none.
     decode_batch_limit: int | None = None
+    # GPUs of one worker of each pool where its parallelism differs from gpus_per_worker
+    # (mode.prefill_parallelism, mode.decode_parallelism); None uses gpus_per_worker.
+    prefill_gpus_per_worker: int | None = None
+    decode_gpus_per_worker: int | None = None
 
     @property
     def prefill_gpus(self) -> int:
-        return self.prefill_workers * self.gpus_per_worker
+        gpus = self.gpus_per_worker if self.prefill_gpus_per_worker is None else self.prefill_gpus_per_worker
+        return self.prefill_workers * gpus
 
     @property
     def decode_gpus(self) -> int:
-        return self.decode_workers * self.gpus_per_worker
+        gpus = self.gpus_per_worker if self.decode_gpus_per_worker is None else self.decode_gpus_per_worker
+        return self.decode_workers * gpus
 
 
 @dataclass(frozen=True)

@@ -85,7 +85,9 @@ def rate_match_section(
             prefill_workers=_int_or_one(first, "mode.prefill_workers"),
             decode_workers=_int_or_one(first, "mode.decode_workers"),
             gpus_per_worker=int(number(first, "gpus_per_worker")),
-            decode_batch_limit=decode_batch_limit(_decode_args(first), _int_or_one(first, "parallelism.dp")),
+            decode_batch_limit=decode_batch_limit(_decode_args(first), _decode_dp(first)),
+            prefill_gpus_per_worker=_role_gpus_per_worker(first, "prefill"),
+            decode_gpus_per_worker=_role_gpus_per_worker(first, "decode"),
         )
 
         notes: list[str] = []
@@ -226,6 +228,21 @@ def _decode_args(row: pd.Series) -> dict:
             if not is_missing(row.get(column)):
                 args[key] = row.get(column)
     return args
+
+
+def _role_gpus_per_worker(row: pd.Series, role: str) -> int | None:
+    """Return tp * dp * pp of mode.<role>_parallelism, or None when the point does not set it."""
+    sizes = [row.get(f"mode.{role}_parallelism.{key}") for key in ("tp", "dp", "pp")]
+    if any(is_missing(size) for size in sizes):
+        return None
+    return int(sizes[0]) * int(sizes[1]) * int(sizes[2])
+
+
+def _decode_dp(row: pd.Series) -> int:
+    """Return the DP size of a decode worker: mode.decode_parallelism.dp, else parallelism.dp."""
+    if not is_missing(row.get("mode.decode_parallelism.dp")):
+        return int(row.get("mode.decode_parallelism.dp"))
+    return _int_or_one(row, "parallelism.dp")
 
 
 def _optional(row: pd.Series, column: str) -> float | None:

@@ -20,8 +20,6 @@ logger = logging.getLogger(__name__)
 
 # Busy seconds of a worker, a counter in the simulator's naming. A file may store it
 # under the field name or only under the Prometheus name.
-# NOTE: the sampler stores only the fields of MetricNames, which has no busy time yet,
-# so today's files never contain it and the prefill capacity estimate is not drawn.
 BUSY_SECONDS_METRIC = "busy_seconds_total"
 BUSY_SECONDS_NAME = "sim:busy_seconds_total"
 

@@ -25,9 +25,23 @@ def parallelism_label(tp: int, dp: int, ep: int, pp: int, dp_attention: bool) ->
 
 
 def row_parallelism_label(row: pd.Series) -> str:
-    """Name the parallelism of one table row from its parallelism.* columns."""
-    sizes = [_int_or_one(row.get(f"parallelism.{name}")) for name in ("tp", "dp", "ep", "pp")]
-    dp_attention = row.get("parallelism.dp_attention")
+    """Name the parallelism of one table row from its parallelism.* columns.
+
+    A disaggregated row whose pools set their own parallelism (mode.prefill_parallelism.*,
+    mode.decode_parallelism.*) gets "prefill / decode", e.g. "DEP8 / DEP48".
+    """
+    pools = [f"mode.{role}_parallelism." for role in ("prefill", "decode")]
+    if any(not is_missing(row.get(prefix + "tp")) for prefix in pools):
+        return " / ".join(
+            _label_from(row, prefix if not is_missing(row.get(prefix + "tp")) else "parallelism.")
+            for prefix in pools
+        )
+    return _label_from(row, "parallelism.")
+
+
+def _label_from(row: pd.Series, prefix: str) -> str:
+    sizes = [_int_or_one(row.get(f"{prefix}{name}")) for name in ("tp", "dp", "ep", "pp")]
+    dp_attention = row.get(f"{prefix}dp_attention")
     dp_attention = not is_missing(dp_attention) and bool(dp_attention)
     return parallelism_label(*sizes, dp_attention=dp_attention)
 
