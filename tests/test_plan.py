@@ -112,3 +112,16 @@ def test_glob_without_match_rejected():
 
     with pytest.raises(ConfigError, match="matches no option of 'parallelism'"):
         plan_sweep(["parallelism=glob(x*)"])
+
+
+def test_multinode_real_engine_needs_slurm():
+    import pytest
+
+    from harness.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="needs 48 GPUs, more than the 8 of one node"):
+        plan_sweep(["+experiment=decode_dep48", "engine=sglang", "engine.args.max_running_requests=64"])
+
+    plan = plan_sweep(["+experiment=decode_dep48", "engine=sglang",
+                       "engine.args.max_running_requests=64", "cluster=slurm"])
+    assert plan.points[0].topology.num_nodes == 6

@@ -51,7 +51,7 @@ def test_parser_defaults_from_profile():
     args = build_parser().parse_args([])
     assert (args.host, args.port, args.model_name) == ("127.0.0.1", 8000, "tiny")
     assert args.step_overhead_us == 2000.0
-    assert args.decode_us_per_seq == 100.0
+    assert args.decode_us_per_seq == 20.0
     assert args.kv_capacity_tokens == 1_000_000
 
 

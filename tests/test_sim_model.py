@@ -31,8 +31,8 @@ def test_step_time_mixed_batch():
 
 def test_cost_model_from_profile_defaults():
     cost = StepCostModel.from_profile(SimProfile())
-    # 2000 + 1.0 * 10 + 100 * 2 + 0.01 * 1000 = 2000 + 10 + 200 + 10 = 2220
-    assert cost.step_time_us(10, 2, 1000) == pytest.approx(2220.0)
+    # 2000 + 10.0 * 10 + 20 * 2 + 0.05 * 1000 = 2000 + 100 + 40 + 50 = 2190
+    assert cost.step_time_us(10, 2, 1000) == pytest.approx(2190.0)
 
 
 def test_cost_model_rejects_negative():

@@ -212,3 +212,11 @@ def test_render_solution_lists_ratio_and_options() -> None:
     assert "104.00" in text
     assert "432.00" in text
     assert "output tok/s per GPU (whole deployment)" in text
+
+
+def test_solve_records_decode_context() -> None:
+    # The decode rows of the DEP8/DEP48 table were measured at ISL 128, the prefill at 1000.
+    result = solve_table(dep8_dep48_table())
+
+    assert result.decode_measured_isl == 128
+    assert result.isl == 1000

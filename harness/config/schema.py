@@ -99,10 +99,12 @@ class SimProfile:
     + decode_us_per_seq * decode sequences + context_us_per_token * context tokens.
     """
 
+    # The same values as conf/engine/sim.yaml, so that `harness sim` started by hand
+    # behaves like the simulator of a sweep.
     step_overhead_us: float = 2000.0
-    prefill_us_per_token: float = 1.0
-    decode_us_per_seq: float = 100.0
-    context_us_per_token: float = 0.01
+    prefill_us_per_token: float = 10.0
+    decode_us_per_seq: float = 20.0
+    context_us_per_token: float = 0.05
     kv_capacity_tokens: int = 1_000_000
 
 

@@ -16,7 +16,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from harness.config.compose import ComposedConfig, compose_config
 from harness.config.overrides import format_value, override_key, parse_overrides
+from harness.config.schema import EngineBackend, ExecutorKind
 from harness.engines.validate import validate_engine
+from harness.errors import ConfigError
 from harness.launch.topology import Topology, build_topology
 
 logger = logging.getLogger(__name__)
@@ -73,6 +75,25 @@ def point_id(cfg: DictConfig) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:10]
 
 
+def _check_fits_executor(point: Point) -> None:
+    """Reject a real engine's multi-node worker on the local executor.
+
+    Locally every process of every node would start on this one machine and ask for the
+    same GPUs. The simulator runs one process per worker whatever its size, so it may.
+    """
+    cfg = point.cfg
+    if cfg.cluster.executor != ExecutorKind.local or cfg.engine.backend == EngineBackend.sim:
+        return
+    for worker in point.topology.workers:
+        if worker.gpus > cfg.cluster.gpus_per_node:
+            raise ConfigError(
+                f"point {point.point_id}: worker {worker.name} of engine {cfg.engine.name} needs "
+                f"{worker.gpus} GPUs, more than the {cfg.cluster.gpus_per_node} of one node, but "
+                "cluster=local runs everything on this machine; use cluster=slurm, or a "
+                "parallelism that fits one node"
+            )
+
+
 def plan_sweep(overrides: list[str]) -> SweepPlan:
     """Compose every point of the sweep; any invalid point fails the whole plan."""
     parsed = parse_overrides(overrides)
@@ -103,6 +124,7 @@ def plan_sweep(overrides: list[str]) -> SweepPlan:
             composed=composed,
             topology=build_topology(composed.cfg),
         )
+        _check_fits_executor(point)
         if point.point_id in seen:
             logger.warning(
                 "points %s and %s have the same measured config (id %s); keeping one",

@@ -106,6 +106,7 @@ def bench_command(overrides: list[str], force: bool, console: Console) -> int:
     kept_levels = [path.parent.name for path in _summary_paths(paths) if path.parent.name not in run_levels]
     metric_frames = [read_metrics_frame(paths.server_metrics, kept_levels)]
     metric_names = OmegaConf.to_container(cfg.engine.metrics, resolve=True)
+    levels_without_success = 0
     with MetricsSampler([(WORKER_NAME, base_url + "/metrics")], metric_names) as sampler:
         for level, spec in to_run:
             line = ProgressLine(level)
@@ -119,12 +120,28 @@ def bench_command(overrides: list[str], force: bool, console: Console) -> int:
                 metric_frames.append(sampler.stop())
             console.print(line.render())
             write_level_results(paths, level, result, pd.concat(metric_frames, ignore_index=True))
+            if result.summary["completed"] == 0:
+                levels_without_success += 1
+                _print_first_error(console, level, result.records)
 
     table = summary_table(paths)
     write_parquet_atomic(paths.root / SUMMARY_TABLE_FILE, table)
     print_results_table(_display_frame(table, cfg, paths), console)
     console.print(f"results: {paths.root}", highlight=False)
-    return 0
+    # Every level failing means the server rejected the workload, not a measurement.
+    return 1 if to_run and levels_without_success == len(to_run) else 0
+
+
+def _print_first_error(console: Console, level: str, records: list) -> None:
+    """Print the first failed request's error, because a level with no success has no metrics."""
+    for record in records:
+        if record.error_type is not None:
+            console.print(
+                f"level {level}: no request succeeded; first error: {record.error_type}: "
+                f"{record.error_message}",
+                style="red", highlight=False, markup=False,
+            )
+            return
 
 
 def server_base_url(url: str) -> str:

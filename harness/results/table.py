@@ -68,6 +68,8 @@ def build_results_table(frame: pd.DataFrame) -> Table:
     table.add_column("mode", no_wrap=True)
     table.add_column("parallelism", min_width=4)
     table.add_column("swept args", min_width=4, overflow="fold")
+    # The ISL and OSL that the requests used, which isolated modes set apart from workload.*.
+    table.add_column("ISL/OSL", justify="right", no_wrap=True)
     table.add_column("level", no_wrap=True)
     table.add_column("ok/\nfailed", justify="right", no_wrap=True)
     table.add_column("input\ntok/s/GPU", justify="right", no_wrap=True)
@@ -97,6 +99,7 @@ def build_results_table(frame: pd.DataFrame) -> Table:
             _text(row.get("mode.name")),
             row_parallelism_label(row),
             swept_text,
+            f"{_count(row.get('target_isl'))}/{_count(row.get('target_osl'))}",
             str(row["level"]),
             f"{_count(row.get('completed'))}/{_count(row.get('failed'))}",
             _number(row.get("input_throughput_tps_per_gpu"), "{:,.0f}"),

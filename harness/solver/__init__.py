@@ -57,6 +57,10 @@ class SolverResult:
     ratio: float
     options: tuple[XpydOption, ...]
     rows_superseded: int
+    # Context length of the decode point's requests (its ISL): decode step cost grows with
+    # the context that each step reads, so a decode point measured far below the target
+    # ISL overstates decode capacity.
+    decode_measured_isl: int | None = None
 
 
 def solve(
@@ -120,7 +124,15 @@ def solve(
         ratio=ratio,
         options=tuple(options),
         rows_superseded=rows_superseded,
+        decode_measured_isl=_measured_isl(decode_rows, decode.best.point_id),
     )
+
+
+def _measured_isl(rows: pd.DataFrame, point_id: str) -> int | None:
+    if "target_isl" not in rows.columns:
+        return None
+    values = rows.loc[rows["point_id"] == point_id, "target_isl"].dropna().unique()
+    return int(values[0]) if len(values) == 1 else None
 
 
 def _check_arguments(

@@ -31,6 +31,16 @@ def render_solution(result: "SolverResult", console: Console) -> None:
     )
     console.print(_options_table(result))
 
+    measured_isl = result.decode_measured_isl
+    if measured_isl is not None and measured_isl < result.isl:
+        console.print(
+            f"warning: the decode capacity was measured at ISL {measured_isl}, below the target "
+            f"ISL {result.isl}; each decode step then reads less KV context than in service, so "
+            f"decode capacity and the ratio above are likely overstated. Measure decode at the "
+            f"target context with mode.isl={result.isl}.",
+            style="yellow", highlight=False,
+        )
+
 
 def _describe_targets(result: "SolverResult") -> str:
     percentile = f"p{result.percentile}"
