@@ -188,7 +188,9 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_model(tmp_path_factory.mktemp("tiny-model"))
 
 
-@pytest.fixture(scope="session")
+# Module scope: the server (about 3 GiB and busy threads) stops when its test file ends,
+# instead of running beside every later test of the session.
+@pytest.fixture(scope="module")
 def vllm_server(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[VllmServer]:
     python = find_vllm_python()
     server = start_vllm(python, tiny_model_dir, tmp_path_factory.mktemp("vllm"))
@@ -199,6 +201,6 @@ def vllm_server(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) 
         stop_vllm(server)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def vllm_url(vllm_server: VllmServer) -> str:
     return vllm_server.url
