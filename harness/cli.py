@@ -40,7 +40,11 @@ example:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="harness", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="harness",
+        description="Benchmark LLM serving engines for disaggregated prefill and decode, and "
+        "compute the xPyD split that rate-matches them.",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
     commands = parser.add_subparsers(dest="command", required=True)
 

@@ -59,17 +59,20 @@ def sweep_command(overrides: list[str], dry_run: bool, force: bool, console: Con
 
 def plan_table(plan: SweepPlan) -> Table:
     table = Table(title=f"plan: {plan.experiment}, {len(plan.points)} points")
+    fixed_columns = ("mode", "parallelism", "workers", "GPUs/worker", "ISL", "OSL", "GPUs", "nodes")
+    # An axis that a fixed column already shows (parallelism=tp8,dep8) gets no column of its own.
+    axes = [axis for axis in plan.axes if axis.lstrip("+") not in fixed_columns]
     table.add_column("point")
-    for axis in plan.axes:
+    for axis in axes:
         table.add_column(axis.lstrip("+"))
-    for column in ("mode", "parallelism", "workers", "GPUs/worker", "ISL", "OSL", "GPUs", "nodes"):
+    for column in fixed_columns:
         table.add_column(column, justify="right")
     for point in plan.points:
         cfg = point.cfg
         isl, osl = effective_lengths(cfg)
         table.add_row(
             point.point_id,
-            *[point.swept[axis] for axis in plan.axes],
+            *[point.swept[axis] for axis in axes],
             cfg.mode.name.value,
             *_worker_columns(point),
             str(isl),
@@ -78,7 +81,6 @@ def plan_table(plan: SweepPlan) -> Table:
             str(point.topology.num_nodes),
         )
     return table
-
 
 
 def _worker_columns(point: Point) -> tuple[str, str, str]:

@@ -33,6 +33,7 @@ from harness.loadgen.sampler import MetricsSampler, read_metrics_frame
 from harness.results.collect import flatten_config, flatten_summary
 from harness.results.io import read_json, write_parquet_atomic, write_text_atomic
 from harness.results.layout import LEVELS_DIR, SUMMARY_FILE, PointPaths
+from harness.results.status import PointState, PointStatus, write_status
 from harness.results.table import print_results_table
 
 logger = logging.getLogger(__name__)
@@ -126,6 +127,12 @@ def bench_command(overrides: list[str], force: bool, console: Console) -> int:
 
     table = summary_table(paths)
     write_parquet_atomic(paths.root / SUMMARY_TABLE_FILE, table)
+    # A status.json lets harness collect and solve read the folder like a sweep point's.
+    measured = [path.parent.name for path in _summary_paths(paths)]
+    write_status(paths.status, PointStatus(
+        point_id=paths.root.name, state=PointState.done,
+        levels_total=len(measured), levels_done=measured,
+    ))
     print_results_table(_display_frame(table, cfg, paths), console)
     console.print(f"results: {paths.root}", highlight=False)
     # Every level failing means the server rejected the workload, not a measurement.

@@ -30,6 +30,7 @@ def render_solution(result: "SolverResult", console: Console) -> None:
         f"(= {decode.requests_per_s:,.2f} / {prefill.requests_per_s:,.2f})"
     )
     console.print(_options_table(result))
+    console.print("a multiple kxPkyD of an option has the same tok/s per GPU at k times its requests/s")
 
     measured_isl = result.decode_measured_isl
     if measured_isl is not None and measured_isl < result.isl:

@@ -87,6 +87,7 @@ def enumerate_xpyd(
     """List the best xPyD deployments within the GPU budget, best first.
 
     For every y >= 1 that fits, x is the floor and the ceiling of ratio * y (at least 1).
+    A multiple kxPkyD of a listed xPyD is left out.
     Options rank by output tok/s per GPU, then by fewer GPUs, then by fewer prefill
     servers. Returns at most max_options, and an empty list when not even 1P1D fits.
     """
@@ -105,7 +106,13 @@ def enumerate_xpyd(
                 )
         decode_servers += 1
 
-    ranked = sorted(options.values(), key=_rank_key)
+    # kxPkyD has the same tok/s per GPU as xPyD at k times the requests/s, so listing the
+    # multiples would only repeat a row; the renderer says that multiples scale.
+    reduced = [
+        option for (x, y), option in options.items()
+        if math.gcd(x, y) == 1 or (x // math.gcd(x, y), y // math.gcd(x, y)) not in options
+    ]
+    ranked = sorted(reduced, key=_rank_key)
     return ranked[:max_options]
 
 
