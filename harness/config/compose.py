@@ -63,7 +63,7 @@ class ComposedConfig:
 
 
 def repo_root() -> Path:
-    """Return the folder that holds conf/, templates/ and scripts/ of this checkout."""
+    """Return the folder that contains conf/, templates/ and scripts/ of this checkout."""
     return Path(__file__).resolve().parents[2]
 
 

@@ -52,8 +52,8 @@ def parse_overrides(overrides: list[str]) -> ParsedOverrides:
 def _sweep_values(override: Override) -> list[str]:
     """Expand a sweep override into its values as override text.
 
-    glob() over a config group needs the group's options, which Hydra's parser only knows
-    inside a multirun; they are the YAML files of that group's folder under conf/.
+    glob() over a config group needs the group's options, which Hydra's parser only lists
+    inside a multirun. They are the YAML files of that group's folder under conf/.
     """
     if override.value_type != ValueType.GLOB_CHOICE_SWEEP:
         return list(override.sweep_string_iterator())

@@ -340,7 +340,7 @@ class EndpointConfig:
 
     url: Optional[str] = None
     model: Optional[str] = None
-    # Name of the environment variable that holds the API key; the key itself is never stored.
+    # Name of the environment variable that contains the API key. The key itself is never stored.
     api_key_env: Optional[str] = None
 
 

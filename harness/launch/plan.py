@@ -23,7 +23,7 @@ from harness.launch.topology import Topology, build_topology
 
 logger = logging.getLogger(__name__)
 
-# Config sections that change what a point measures; cluster, results_dir, endpoint,
+# Config sections that change what a point measures. Cluster, results_dir, endpoint,
 # solver, the SLOs and the validity thresholds only change where it runs or how it is judged.
 _MEASURED_SECTIONS = ("engine", "model", "parallelism", "mode", "workload", "bench")
 _UNMEASURED_KEYS = {

@@ -91,15 +91,6 @@ def _submit_group(executor: submitit.SlurmExecutor, sweep_dir: Path, points: lis
     return jobs
 
 
-def _submit_group(executor: submitit.SlurmExecutor, sweep_dir: Path, points: list[Point]) -> list[submitit.Job]:
-    calls = [PointJob(str(sweep_dir / point.point_id)) for point in points]
-    if len(calls) == 1:
-        return [executor.submit(calls[0])]
-    with executor.batch():
-        jobs = [executor.submit(call) for call in calls]
-    return jobs
-
-
 def wait_slurm(
     sweep_dir: Path, submissions: list[Submission], refresh: Callable[[Point], None], advance: Callable[[], None]
 ) -> list[PointOutcome]:

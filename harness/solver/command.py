@@ -1,4 +1,4 @@
-"""The `harness solve` command: read the results table and print the xPyD answer."""
+"""The `harness solve` command: read the results table and print the xPyD recommendation."""
 
 from pathlib import Path
 

@@ -106,8 +106,8 @@ def enumerate_xpyd(
                 )
         decode_servers += 1
 
-    # kxPkyD has the same tok/s per GPU as xPyD at k times the requests/s, so listing the
-    # multiples would only repeat a row; the renderer says that multiples scale.
+    # kxPkyD has the same tok/s per GPU as xPyD at k times the requests/s, so a multiple
+    # would only repeat a row. The renderer prints a line stating that multiples scale.
     reduced = [
         option for (x, y), option in options.items()
         if math.gcd(x, y) == 1 or (x // math.gcd(x, y), y // math.gcd(x, y)) not in options
